@@ -1,0 +1,39 @@
+//! The command line: `bridgewarden <command>`.
+//!
+//! The edge of the program: parses arguments, calls into the library, prints, and maps
+//! outcomes to exit codes (0 ok, 1 a problem was found, 2 bad usage). `anyhow` is used here
+//! and nowhere deeper. Must not hold domain logic.
+
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bridgewarden", version, about = "A Matrix <-> IRC bridge with a declarative moderation policy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, test, evaluate and explain policy files.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bridgewarden: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! bridgewarden: a Matrix <-> IRC bridge with a declarative moderation policy.
+//!
+//! See ARCHITECTURE.md for the map of modules and the invariants they keep.
+
+pub mod cli;
+pub mod policy;
+pub mod policy_files;
