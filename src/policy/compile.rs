@@ -19,7 +19,7 @@ use super::decision::ActionKind;
 use super::diagnostic::{Diagnostic, Diagnostics, Severity, Source};
 use super::duration::Duration;
 use super::event::{EventKind, Network};
-use super::matcher::{compile_regex, MatchMode, RegexBank, TermMatcherBuilder};
+use super::matcher::{compile_regex, fold_regex, MatchMode, RegexBank, TermMatcherBuilder};
 use super::normalize::{Normalizer, Options};
 use super::raw::{RawAction, RawCondition, RawList, RawPolicy, RawRule};
 use super::template::Template;
@@ -74,6 +74,7 @@ pub(super) fn compile(
         role_ids: HashMap::new(),
         regex_norm: Vec::new(),
         regex_raw: Vec::new(),
+        normalizer: None,
         hasher: Sha256::new(),
     };
     c.hasher.update(text.as_bytes());
@@ -97,8 +98,9 @@ struct Compiler<'a> {
     list_ids: HashMap<String, (usize, bool)>,
     list_used: Vec<bool>,
     role_ids: HashMap<String, usize>,
-    regex_norm: Vec<regex::Regex>,
-    regex_raw: Vec<regex::Regex>,
+    regex_norm: Vec<(String, regex::Regex)>,
+    regex_raw: Vec<(String, regex::Regex)>,
+    normalizer: Option<Normalizer>,
     hasher: Sha256,
 }
 
@@ -176,6 +178,7 @@ impl Compiler<'_> {
             collapse_repeats: n.collapse_repeats,
             join_spaced_letters: n.join_spaced_letters,
         });
+        self.normalizer = Some(normalizer.clone());
 
         let mut terms = TermMatcherBuilder::default();
         let mut lists = Vec::new();
@@ -226,13 +229,6 @@ impl Compiler<'_> {
             matrix_room: raw.escalation.as_ref().and_then(|e| e.matrix_room.clone()),
             irc_channel: raw.escalation.as_ref().and_then(|e| e.irc_channel.clone()),
         };
-        let escalates = rules.iter().flat_map(|r| &r.actions).chain(ladder.iter().map(|s| &s.action)).any(|a| a.kind == ActionKind::Escalate);
-        if escalates && escalation.matrix_room.is_none() && escalation.irc_channel.is_none() {
-            self.warn(
-                0..0,
-                "`escalate` is used but [escalation] names no room; the daemon's moderators' rooms will be used",
-            );
-        }
         for (i, used) in self.list_used.clone().into_iter().enumerate() {
             if !used {
                 self.warn(list_spans[i].clone(), format!("list {:?} is never used", lists[i].name));
@@ -276,7 +272,7 @@ impl Compiler<'_> {
         })
     }
 
-    fn regex_bank(&mut self, regexes: Vec<regex::Regex>) -> Option<RegexBank> {
+    fn regex_bank(&mut self, regexes: Vec<(String, regex::Regex)>) -> Option<RegexBank> {
         match RegexBank::new(regexes) {
             Ok(bank) => Some(bank),
             Err(e) => {
@@ -747,10 +743,19 @@ impl Compiler<'_> {
             self.error(p.span(), format!("more than {MAX_REGEXES} regexes"));
             return None;
         }
-        match compile_regex(p.get_ref()) {
+        // Errors are reported against the pattern as written; the normalised-text regex is
+        // then compiled from the folded pattern.
+        let compiled = compile_regex(p.get_ref()).and_then(|re| match (raw, &self.normalizer) {
+            (false, Some(n)) => {
+                let folded = fold_regex(p.get_ref(), &|c| n.fold_char(c))?;
+                compile_regex(&folded)
+            }
+            _ => Ok(re),
+        });
+        match compiled {
             Ok(re) => {
                 let bank = if raw { &mut self.regex_raw } else { &mut self.regex_norm };
-                bank.push(re);
+                bank.push((p.get_ref().clone(), re));
                 Some(Condition::Regex { idx: bank.len() - 1, raw })
             }
             Err(msg) => {

@@ -71,10 +71,6 @@ fn parse_link(token: &str) -> Option<Link> {
         if !host.contains('.') || !BARE_TLDS.contains(&tld) {
             return None;
         }
-        let first = host.split('.').next().unwrap_or("");
-        if first.chars().count() < 2 {
-            return None; // "e.g." and friends
-        }
     }
     Some(Link { url: token.to_string(), host: host.to_string() })
 }

@@ -155,21 +155,71 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
         })
 }
 
+/// Rewrites a regex so that its literal characters are folded the way normalised text is
+/// (`fold` maps one character to what the normaliser makes of it): a pattern written in plain
+/// words then meets text in which look-alikes, case and marks were folded. Character classes,
+/// escapes like `\s`, and flags are left as written.
+pub fn fold_regex(pattern: &str, fold: &dyn Fn(char) -> Vec<char>) -> Result<String, String> {
+    use regex_syntax::ast::{self, Ast};
+    fn lit(span: ast::Span, c: char) -> Ast {
+        let kind = if regex_syntax::is_meta_character(c) {
+            ast::LiteralKind::Meta
+        } else {
+            ast::LiteralKind::Verbatim
+        };
+        Ast::literal(ast::Literal { span, kind, c })
+    }
+    fn walk(node: &mut Ast, fold: &dyn Fn(char) -> Vec<char>) {
+        match node {
+            Ast::Literal(l) => {
+                let span = l.span;
+                let folded = fold(l.c);
+                *node = match folded.as_slice() {
+                    [] => Ast::empty(span),
+                    [one] => lit(span, *one),
+                    many => Ast::group(ast::Group {
+                        span,
+                        kind: ast::GroupKind::NonCapturing(ast::Flags { span, items: vec![] }),
+                        ast: Box::new(Ast::concat(ast::Concat {
+                            span,
+                            asts: many.iter().map(|c| lit(span, *c)).collect(),
+                        })),
+                    }),
+                };
+            }
+            Ast::Repetition(r) => walk(&mut r.ast, fold),
+            Ast::Group(g) => walk(&mut g.ast, fold),
+            Ast::Alternation(a) => a.asts.iter_mut().for_each(|x| walk(x, fold)),
+            Ast::Concat(c) => c.asts.iter_mut().for_each(|x| walk(x, fold)),
+            _ => {}
+        }
+    }
+    let mut parsed = ast::parse::Parser::new().parse(pattern).map_err(|e| format!("bad regex: {e}"))?;
+    walk(&mut parsed, fold);
+    let mut out = String::new();
+    ast::print::Printer::new().print(&parsed, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// The regexes of a policy: one set to test them all at once, and each one for its span.
 #[derive(Debug)]
 pub struct RegexBank {
     set: RegexSet,
     each: Vec<Regex>,
+    /// The patterns as the policy wrote them (before folding), for explanations.
+    written: Vec<String>,
 }
 
 impl RegexBank {
-    pub fn new(each: Vec<Regex>) -> Result<Self, String> {
+    /// `each` pairs a pattern as written with the regex compiled from it.
+    pub fn new(each: Vec<(String, Regex)>) -> Result<Self, String> {
+        let (written, each): (Vec<String>, Vec<Regex>) = each.into_iter().unzip();
         let set = RegexSetBuilder::new(each.iter().map(Regex::as_str))
             .size_limit(REGEX_SET_SIZE_LIMIT)
             .dfa_size_limit(REGEX_SET_SIZE_LIMIT)
             .build()
             .map_err(|e| format!("the policy's regexes together are too large: {e}"))?;
-        Ok(RegexBank { set, each })
+        Ok(RegexBank { set, each, written })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,7 +237,7 @@ impl RegexBank {
     }
 
     pub fn pattern(&self, idx: usize) -> &str {
-        self.each[idx].as_str()
+        &self.written[idx]
     }
 
     pub fn find(&self, idx: usize, text: &str) -> Option<Range<usize>> {
@@ -229,11 +279,26 @@ mod tests {
     }
 
     #[test]
+    fn regex_literals_fold_like_text() {
+        let n = Normalizer::new(Options::default());
+        let fold = |c: char| n.fold_char(c);
+        let folded = fold_regex(r"FREE\s+money[m]+(?i)m*\d", &fold).unwrap();
+        assert_eq!(folded, r"free\s+(?:rn)oney[m]+(?i)(?:rn)*\d");
+        let re = compile_regex(&fold_regex(r"free\s+money", &fold).unwrap()).unwrap();
+        // Cyrillic е and о, capitals and a run of spaces.
+        assert!(re.is_match(n.primary("Frее   mоney").text()));
+        assert_eq!(fold_regex(r"a\.b", &fold).unwrap(), r"a\.b");
+    }
+
+    #[test]
     fn regex_size_is_limited() {
         assert!(compile_regex("(a{1000}){1000}").unwrap_err().contains("too large"));
         assert!(compile_regex("a(").unwrap_err().contains("bad regex"));
-        let bank = RegexBank::new(vec![compile_regex("b+").unwrap(), compile_regex("c").unwrap()])
-            .unwrap();
+        let bank = RegexBank::new(vec![
+            ("b+".into(), compile_regex("b+").unwrap()),
+            ("c".into(), compile_regex("c").unwrap()),
+        ])
+        .unwrap();
         assert_eq!(bank.matches("abbb"), [true, false]);
         assert_eq!(bank.find(0, "abbb"), Some(1..4));
     }
