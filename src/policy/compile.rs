@@ -617,6 +617,9 @@ impl Compiler<'_> {
         if let Some(name) = &c.domains {
             parts.push(self.list_ref(name, true).map(|list| Condition::Domains { list, name: name.get_ref().clone() }));
         }
+        if let Some(name) = &c.links_outside {
+            parts.push(self.list_ref(name, true).map(|list| Condition::LinksOutside { list, name: name.get_ref().clone() }));
+        }
         for (pattern, raw) in [(&c.regex, false), (&c.regex_raw, true)] {
             if let Some(p) = pattern {
                 parts.push(self.regex(p, raw));
@@ -707,7 +710,7 @@ impl Compiler<'_> {
                 self.error_hint(
                     span,
                     "empty condition",
-                    "give at least one of: list, regex, regex_raw, domains, has_link, mentions_at_least, mass_ping, caps_ratio, length_over, lines_over, rate, repeat, joined_within, first_message, sender, roles, all, any, not",
+                    "give at least one of: list, regex, regex_raw, domains, links_outside, has_link, mentions_at_least, mass_ping, caps_ratio, length_over, lines_over, rate, repeat, joined_within, first_message, sender, roles, all, any, not",
                 );
                 None
             }

@@ -89,6 +89,8 @@ pub enum Condition {
     List { list: usize, name: String },
     Regex { idx: usize, raw: bool },
     Domains { list: usize, name: String },
+    /// A link points outside the domain list.
+    LinksOutside { list: usize, name: String },
     HasLink(bool),
     MentionsAtLeast(usize),
     MassPing(bool),
@@ -112,7 +114,7 @@ impl Condition {
     pub fn cost(&self) -> u8 {
         match self {
             Condition::List { .. } | Condition::Regex { .. } => 4,
-            Condition::Domains { .. } | Condition::HasLink(_) => 3,
+            Condition::Domains { .. } | Condition::LinksOutside { .. } | Condition::HasLink(_) => 3,
             Condition::Caps { .. } | Condition::MassPing(_) | Condition::Repeat { .. } => 2,
             Condition::All(c) | Condition::Any(c) => c.iter().map(Self::cost).max().unwrap_or(0),
             Condition::Not(c) => c.cost(),
@@ -146,6 +148,15 @@ impl Condition {
                     }
                 }
                 found
+            }
+            Condition::LinksOutside { list, .. } => {
+                let domains = &cx.policy.lists[*list].domains;
+                let outside: Vec<&Link> =
+                    cx.links().iter().filter(|l| !domains.iter().any(|d| host_in_domain(&l.host, d))).collect();
+                for l in &outside {
+                    evidence.push(Evidence::Link { url: l.url.clone() });
+                }
+                !outside.is_empty()
             }
             Condition::HasLink(want) => {
                 let links = cx.links();
@@ -293,6 +304,7 @@ impl fmt::Display for Describe<'_> {
             Condition::Regex { idx, raw: false } => write!(f, "regex {:?}", p.regex_norm.pattern(*idx)),
             Condition::Regex { idx, raw: true } => write!(f, "regex_raw {:?}", p.regex_raw.pattern(*idx)),
             Condition::Domains { name, .. } => write!(f, "domains {name:?}"),
+            Condition::LinksOutside { name, .. } => write!(f, "links_outside {name:?}"),
             Condition::HasLink(b) => write!(f, "has_link = {b}"),
             Condition::MentionsAtLeast(n) => write!(f, "mentions_at_least = {n}"),
             Condition::MassPing(b) => write!(f, "mass_ping = {b}"),

@@ -220,6 +220,9 @@ pub struct RawCondition {
     /// A link points at a domain (or subdomain) of this domain list.
     #[schemars(with = "Option<String>")]
     pub domains: Option<Spanned<String>>,
+    /// A link points outside the domains of this domain list (addition to format 1).
+    #[schemars(with = "Option<String>")]
+    pub links_outside: Option<Spanned<String>>,
     pub has_link: Option<bool>,
     #[schemars(with = "Option<u32>")]
     pub mentions_at_least: Option<Spanned<i64>>,

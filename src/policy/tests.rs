@@ -149,6 +149,19 @@ actions = [{ do = "delete" }]
     );
     assert!(fires(&p, &[msg("see https://x.bit.ly/abc")]));
     assert!(!fires(&p, &[msg("see https://example.org")]));
+    let allowed = policy(
+        r##"
+[lists.ok]
+domains = ["example.org"]
+[[rule]]
+id = "r"
+when = { links_outside = "ok" }
+actions = [{ do = "delete" }]
+"##,
+    );
+    assert!(!fires(&allowed, &[msg("see https://docs.example.org/x and example.org")]));
+    assert!(fires(&allowed, &[msg("see https://example.org and https://evil.example")]));
+    assert!(!fires(&allowed, &[msg("no links at all")]));
     let any = rule("{ has_link = true }");
     assert!(fires(&any, &[msg("www.example.org")]));
     assert!(!fires(&any, &[msg("main.rs is a file")]));
