@@ -17,6 +17,9 @@ pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
     let text = read_text(path, MAX_POLICY_BYTES).map_err(|e| {
         let src = Source { name: &name, text: "" };
         let mut d = src.diagnostic(Severity::Error, 0..0, e.message);
+        if e.at.is_none() && !d.message.starts_with("file is") {
+            d.message = format!("cannot read policy file: {}", d.message);
+        }
         if let Some(at) = e.at {
             (d.line, d.col) = at;
         }
@@ -35,14 +38,14 @@ struct ReadError {
 
 fn read_text(path: &Path, limit: usize) -> Result<String, ReadError> {
     let plain = |message: String| ReadError { message, at: None };
-    let meta = fs::metadata(path).map_err(|e| plain(format!("cannot read {}: {e}", path.display())))?;
+    let meta = fs::metadata(path).map_err(|e| plain(e.to_string()))?;
     if !meta.is_file() {
-        return Err(plain(format!("{} is not a file", path.display())));
+        return Err(plain("not a regular file".to_string()));
     }
     if meta.len() > limit as u64 {
         return Err(plain(format!("file is {} bytes; the limit is {limit} bytes", meta.len())));
     }
-    let bytes = fs::read(path).map_err(|e| plain(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = fs::read(path).map_err(|e| plain(e.to_string()))?;
     if bytes.len() > limit {
         return Err(plain(format!("file is over the limit of {limit} bytes")));
     }

@@ -326,8 +326,12 @@ impl Compiler<'_> {
             entries.push((t.get_ref().clone(), self.src.diagnostic(Severity::Warning, t.span(), "")));
         }
         let file = if is_domains { &raw.domains_file } else { &raw.file };
+        let mut unreadable = false;
         if let Some(path) = file {
-            entries.extend(self.list_file(path, read_file));
+            match self.list_file(path, read_file) {
+                Some(lines) => entries.extend(lines),
+                None => unreadable = true,
+            }
         }
         for (text, at) in entries {
             if is_domains {
@@ -348,24 +352,24 @@ impl Compiler<'_> {
             terms_out.add(out.mode, idx, out.terms.len(), &patterns);
             out.terms.push(text);
         }
-        if out.terms.is_empty() && out.domains.is_empty() {
+        if out.terms.is_empty() && out.domains.is_empty() && !unreadable {
             self.warn(list.span(), format!("list {name:?} is empty"));
         }
         out
     }
 
-    /// Reads a list file: one entry per line, `#` starts a comment.
+    /// Reads a list file: one entry per line, `#` starts a comment. None if unreadable.
     fn list_file(
         &mut self,
         path: &Spanned<String>,
         read_file: &mut dyn FnMut(&Path) -> io::Result<String>,
-    ) -> Vec<(String, Diagnostic)> {
+    ) -> Option<Vec<(String, Diagnostic)>> {
         let full = self.base.join(path.get_ref());
         let text = match read_file(&full) {
             Ok(t) => t,
             Err(e) => {
                 self.error(path.span(), format!("cannot read list file {}: {e}", full.display()));
-                return Vec::new();
+                return None;
             }
         };
         if text.len() > MAX_LIST_BYTES {
@@ -373,7 +377,7 @@ impl Compiler<'_> {
                 path.span(),
                 format!("list file {} is {} bytes; the limit is {MAX_LIST_BYTES}", full.display(), text.len()),
             );
-            return Vec::new();
+            return None;
         }
         self.hasher.update(b"\0");
         self.hasher.update(full.to_string_lossy().as_bytes());
@@ -395,7 +399,7 @@ impl Compiler<'_> {
             }
             offset += line.len();
         }
-        out
+        Some(out)
     }
 
     fn roles(&mut self, raw: &BTreeMap<String, Spanned<super::raw::RawRole>>) -> Vec<Role> {
@@ -522,7 +526,7 @@ impl Compiler<'_> {
                 v
             }
         };
-        if actions.is_empty() && strikes == 0.0 {
+        if r.actions.is_empty() && strikes == 0.0 {
             self.warn(r.id.span(), format!("rule {id:?} has no actions and adds no strikes"));
         }
         let rooms = r.rooms.as_ref().map(|rs| rs.iter().map(|x| room_key(x)).collect());

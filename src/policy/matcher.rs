@@ -143,6 +143,22 @@ const REGEX_SET_SIZE_LIMIT: usize = 16 << 20;
 
 /// Compiles one policy regex, refusing patterns whose compiled form is too large.
 pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
+    // Parse first for a one-line message that says where in the pattern the problem is.
+    if let Err(e) = regex_syntax::ParserBuilder::new().build().parse(pattern) {
+        return Err(match &e {
+            regex_syntax::Error::Parse(e) => format!(
+                "bad regex: {} (at character {} of the pattern)",
+                e.kind(),
+                e.span().start.column
+            ),
+            regex_syntax::Error::Translate(e) => format!(
+                "bad regex: {} (at character {} of the pattern)",
+                e.kind(),
+                e.span().start.column
+            ),
+            other => format!("bad regex: {other}"),
+        });
+    }
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)

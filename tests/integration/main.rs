@@ -1,0 +1,5 @@
+//! The one integration test binary: every file under `tests/` would otherwise link the whole
+//! crate again. One module per area; `cargo test --test integration policy::` selects one.
+
+mod policy;
+mod support;
