@@ -43,20 +43,91 @@ const EN: &[&str] = &[
     "patch", "server", "restart", "works", "again", "hello", "everyone", "question", "about",
 ];
 const RU: &[&str] = &[
-    "привет", "всем", "как", "дела", "сборка", "падает", "после", "обновления", "кто", "знает",
-    "почему", "спасибо", "за", "помощь", "думаю", "надо", "слить", "это", "сегодня", "встреча",
-    "завтра", "посмотрите", "патч", "сервер", "работает", "снова", "вопрос", "про", "релиз",
+    "привет",
+    "всем",
+    "как",
+    "дела",
+    "сборка",
+    "падает",
+    "после",
+    "обновления",
+    "кто",
+    "знает",
+    "почему",
+    "спасибо",
+    "за",
+    "помощь",
+    "думаю",
+    "надо",
+    "слить",
+    "это",
+    "сегодня",
+    "встреча",
+    "завтра",
+    "посмотрите",
+    "патч",
+    "сервер",
+    "работает",
+    "снова",
+    "вопрос",
+    "про",
+    "релиз",
 ];
 const FA: &[&str] = &[
-    "سلام", "به", "همه", "ساخت", "بعد", "از", "به‌روزرسانی", "خراب", "شد", "کسی", "می‌داند",
-    "چرا", "ممنون", "برای", "کمک", "فکر", "می‌کنم", "باید", "امروز", "جلسه", "فردا", "لطفا",
-    "بررسی", "کنید", "سرور", "دوباره", "کار", "می‌کند", "سوال", "دارم",
+    "سلام",
+    "به",
+    "همه",
+    "ساخت",
+    "بعد",
+    "از",
+    "به‌روزرسانی",
+    "خراب",
+    "شد",
+    "کسی",
+    "می‌داند",
+    "چرا",
+    "ممنون",
+    "برای",
+    "کمک",
+    "فکر",
+    "می‌کنم",
+    "باید",
+    "امروز",
+    "جلسه",
+    "فردا",
+    "لطفا",
+    "بررسی",
+    "کنید",
+    "سرور",
+    "دوباره",
+    "کار",
+    "می‌کند",
+    "سوال",
+    "دارم",
 ];
 const BAD: &[&str] = &[
-    "idiot", "1d10t", "m0ron", "i d i o t", "іdіоt", "IDIOOOT", "урод", "у р о д", "cyкa",
-    "мудак", "احمق", "احـــمق", "بی شرف", "dumbass", "a$$hole",
+    "idiot",
+    "1d10t",
+    "m0ron",
+    "i d i o t",
+    "іdіоt",
+    "IDIOOOT",
+    "урод",
+    "у р о д",
+    "cyкa",
+    "мудак",
+    "احمق",
+    "احـــمق",
+    "بی شرف",
+    "dumbass",
+    "a$$hole",
 ];
-const LINKS: &[&str] = &["https://example.org/docs", "bit.ly/3xYz", "www.example.com", "t.me/joinchat/abc"];
+const LINKS: &[&str] = &[
+    "https://example.org/docs",
+    "bit.ly/3xYz",
+    "www.example.com",
+    "t.me/joinchat/abc",
+];
 
 fn corpus() -> Vec<Event> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -71,7 +142,10 @@ fn corpus() -> Vec<Event> {
         let words = 3 + (rng.next() % 14) as usize;
         let mut body: Vec<String> = (0..words).map(|_| rng.pick(lang).to_string()).collect();
         if rng.chance(8) {
-            body.insert((rng.next() % words as u64) as usize, rng.pick(BAD).to_string());
+            body.insert(
+                (rng.next() % words as u64) as usize,
+                rng.pick(BAD).to_string(),
+            );
         }
         if rng.chance(5) {
             body.push(rng.pick(LINKS).to_string());
@@ -80,10 +154,20 @@ fn corpus() -> Vec<Event> {
         if rng.chance(3) {
             body = body.to_uppercase();
         }
-        let network = if rng.chance(50) { Network::Irc } else { Network::Matrix };
+        let network = if rng.chance(50) {
+            Network::Irc
+        } else {
+            Network::Matrix
+        };
         let sender = format!("user{}", rng.next() % 400);
         let room = rooms[(rng.next() % rooms.len() as u64) as usize];
-        let mut ev = Event::message(network, room, &sender, &body, 1_700_000_000_000 + i as i64 * 150);
+        let mut ev = Event::message(
+            network,
+            room,
+            &sender,
+            &body,
+            1_700_000_000_000 + i as i64 * 150,
+        );
         if rng.chance(4) {
             ev.mentions = (0..(rng.next() % 8)).map(|k| format!("user{k}")).collect();
         }
@@ -99,18 +183,30 @@ fn corpus() -> Vec<Event> {
 fn raw_terms() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/lists");
     let mut terms = Vec::new();
-    for name in ["insults-en", "insults-ru", "insults-fa", "slurs-en", "slurs-ru", "slurs-fa"] {
+    for name in [
+        "insults-en",
+        "insults-ru",
+        "insults-fa",
+        "slurs-en",
+        "slurs-ru",
+        "slurs-fa",
+    ] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.txt"))).expect("list file");
         terms.extend(
-            text.lines().map(|l| l.split(" #").next().unwrap_or("").trim()).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
+            text.lines()
+                .map(|l| l.split(" #").next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
         );
     }
     terms
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = bridgewarden::policy_files::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.toml"))
-        .expect("default policy loads");
+    let policy = bridgewarden::policy_files::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.toml"),
+    )
+    .expect("default policy loads");
     let events = corpus();
     let automaton = AhoCorasick::new(raw_terms()).expect("automaton");
 

@@ -15,7 +15,10 @@ use crate::policy::{Diagnostics, Policy, Severity, MAX_LIST_BYTES, MAX_POLICY_BY
 pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
     let name = path.display().to_string();
     let text = read_text(path, MAX_POLICY_BYTES).map_err(|e| {
-        let src = Source { name: &name, text: "" };
+        let src = Source {
+            name: &name,
+            text: "",
+        };
         let mut d = src.diagnostic(Severity::Error, 0..0, e.message);
         if e.at.is_none() && !d.message.starts_with("file is") {
             d.message = format!("cannot read policy file: {}", d.message);
@@ -43,7 +46,10 @@ fn read_text(path: &Path, limit: usize) -> Result<String, ReadError> {
         return Err(plain("not a regular file".to_string()));
     }
     if meta.len() > limit as u64 {
-        return Err(plain(format!("file is {} bytes; the limit is {limit} bytes", meta.len())));
+        return Err(plain(format!(
+            "file is {} bytes; the limit is {limit} bytes",
+            meta.len()
+        )));
     }
     let bytes = fs::read(path).map_err(|e| plain(e.to_string()))?;
     if bytes.len() > limit {
@@ -53,7 +59,10 @@ fn read_text(path: &Path, limit: usize) -> Result<String, ReadError> {
         let valid = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();
         let before = String::from_utf8_lossy(&bytes[..valid]).into_owned();
-        let src = Source { name: "", text: &before };
+        let src = Source {
+            name: "",
+            text: &before,
+        };
         ReadError {
             message: format!("file is not valid UTF-8 (byte {valid})"),
             at: Some(src.position(before.len())),

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "bridgewarden", version, about = "A Matrix <-> IRC bridge with a declarative moderation policy")]
+#[command(
+    name = "bridgewarden",
+    version,
+    about = "A Matrix <-> IRC bridge with a declarative moderation policy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

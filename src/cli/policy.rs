@@ -72,7 +72,17 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Check { files, strict } => Ok(check(&files, strict)),
         PolicyCommand::Test { files } => Ok(test(&files)),
         PolicyCommand::Eval { file } => eval(&file),
-        PolicyCommand::Explain { file, body, network, room, sender, kind, account, power_level, irc_modes } => {
+        PolicyCommand::Explain {
+            file,
+            body,
+            network,
+            room,
+            sender,
+            kind,
+            account,
+            power_level,
+            irc_modes,
+        } => {
             let Some(policy) = load_or_report(&file) else {
                 return Ok(ExitCode::FAILURE);
             };
@@ -116,7 +126,11 @@ fn check(files: &[PathBuf], strict: bool) -> ExitCode {
             None => failed = true,
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn test(files: &[PathBuf]) -> ExitCode {
@@ -135,8 +149,19 @@ fn test(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    println!("{passed} passed, {failed} failed{}", if broken > 0 { format!(", {broken} files did not load") } else { String::new() });
-    if failed > 0 || broken > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    println!(
+        "{passed} passed, {failed} failed{}",
+        if broken > 0 {
+            format!(", {broken} files did not load")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 || broken > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn eval(file: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -152,7 +177,8 @@ fn eval(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let mut line_no = 0;
     let mut buf = Vec::new();
     loop {
-        let (complete, too_long) = read_line_capped(&mut input, &mut buf).context("reading stdin")?;
+        let (complete, too_long) =
+            read_line_capped(&mut input, &mut buf).context("reading stdin")?;
         if !complete && buf.is_empty() && !too_long {
             break;
         }
@@ -222,5 +248,7 @@ fn read_line_capped(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<(
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -25,8 +25,8 @@ use super::raw::{RawAction, RawCondition, RawList, RawPolicy, RawRule};
 use super::template::Template;
 use super::testcase::{Expect, TestCase};
 use super::{
-    ActionSpec, Decay, Escalation, List, Mode, Policy, Role, Rule, Step, Trackers,
-    MAX_LIST_BYTES, MAX_POLICY_BYTES,
+    ActionSpec, Decay, Escalation, List, Mode, Policy, Role, Rule, Step, Trackers, MAX_LIST_BYTES,
+    MAX_POLICY_BYTES,
 };
 
 /// Conditions nest at most this deep; deeper is a mistake or an attack.
@@ -62,12 +62,19 @@ pub(super) fn compile(
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().replace('\n', " ");
-            return Err(Diagnostics(vec![src.diagnostic(Severity::Error, span, message)]));
+            return Err(Diagnostics(vec![src.diagnostic(
+                Severity::Error,
+                span,
+                message,
+            )]));
         }
     };
     let mut c = Compiler {
         src,
-        base: Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default(),
+        base: Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
         diags: Vec::new(),
         list_ids: HashMap::new(),
         list_used: Vec::new(),
@@ -105,7 +112,13 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn report(&mut self, severity: Severity, span: Range<usize>, msg: String, hint: Option<String>) {
+    fn report(
+        &mut self,
+        severity: Severity,
+        span: Range<usize>,
+        msg: String,
+        hint: Option<String>,
+    ) {
         let mut d = self.src.diagnostic(severity, span, msg);
         d.hint = hint;
         self.diags.push(d);
@@ -159,7 +172,13 @@ impl Compiler<'_> {
             None => Mode::Enforce,
             Some(m) => match Mode::parse(m.get_ref()) {
                 Some(Mode::Off) | None => {
-                    self.error(m.span(), format!("unknown policy mode {:?}; use \"enforce\" or \"dry-run\"", m.get_ref()));
+                    self.error(
+                        m.span(),
+                        format!(
+                            "unknown policy mode {:?}; use \"enforce\" or \"dry-run\"",
+                            m.get_ref()
+                        ),
+                    );
                     Mode::Enforce
                 }
                 Some(mode) => mode,
@@ -188,13 +207,17 @@ impl Compiler<'_> {
             let idx = lists.len();
             let compiled = self.list(name, list, &normalizer, read_file, &mut terms, idx);
             term_count += compiled.terms.len();
-            self.list_ids.insert(name.clone(), (idx, compiled.is_domains));
+            self.list_ids
+                .insert(name.clone(), (idx, compiled.is_domains));
             lists.push(compiled);
             list_spans.push(list.span());
         }
         self.list_used = vec![false; lists.len()];
         if term_count > MAX_TERMS {
-            self.error(0..0, format!("{term_count} list terms; the limit is {MAX_TERMS}"));
+            self.error(
+                0..0,
+                format!("{term_count} list terms; the limit is {MAX_TERMS}"),
+            );
         }
 
         let roles = self.roles(&raw.roles);
@@ -231,7 +254,10 @@ impl Compiler<'_> {
         };
         for (i, used) in self.list_used.clone().into_iter().enumerate() {
             if !used {
-                self.warn(list_spans[i].clone(), format!("list {:?} is never used", lists[i].name));
+                self.warn(
+                    list_spans[i].clone(),
+                    format!("list {:?} is never used", lists[i].name),
+                );
             }
         }
 
@@ -249,7 +275,7 @@ impl Compiler<'_> {
             }
         };
         let trackers = trackers(&rules);
-        let hash = format!("sha256:{:x}", std::mem::take(&mut self.hasher).finalize());
+        let hash = format!("sha256:{:x}", std::mem::take(&mut self.hasher).finalize()).into();
         Some(Policy {
             name: header.name.clone(),
             file: self.src.name.to_string(),
@@ -315,17 +341,31 @@ impl Compiler<'_> {
                 Some(mode) => out.mode = mode,
                 None => self.error(
                     m.span(),
-                    format!("unknown match mode {:?}; use \"word\", \"substring\" or \"prefix\"", m.get_ref()),
+                    format!(
+                        "unknown match mode {:?}; use \"word\", \"substring\" or \"prefix\"",
+                        m.get_ref()
+                    ),
                 ),
             }
         }
         // (text, where it was written) for every entry, inline or from a file.
         let mut entries: Vec<(String, Diagnostic)> = Vec::new();
-        let inline = if is_domains { raw.domains.as_deref().unwrap_or(&[]) } else { &raw.terms[..] };
+        let inline = if is_domains {
+            raw.domains.as_deref().unwrap_or(&[])
+        } else {
+            &raw.terms[..]
+        };
         for t in inline {
-            entries.push((t.get_ref().clone(), self.src.diagnostic(Severity::Warning, t.span(), "")));
+            entries.push((
+                t.get_ref().clone(),
+                self.src.diagnostic(Severity::Warning, t.span(), ""),
+            ));
         }
-        let file = if is_domains { &raw.domains_file } else { &raw.file };
+        let file = if is_domains {
+            &raw.domains_file
+        } else {
+            &raw.file
+        };
         let mut unreadable = false;
         if let Some(path) = file {
             match self.list_file(path, read_file) {
@@ -337,7 +377,11 @@ impl Compiler<'_> {
             if is_domains {
                 match clean_domain(&text) {
                     Ok(d) => out.domains.push(d),
-                    Err(msg) => self.diags.push(Diagnostic { severity: Severity::Error, message: msg, ..at }),
+                    Err(msg) => self.diags.push(Diagnostic {
+                        severity: Severity::Error,
+                        message: msg,
+                        ..at
+                    }),
                 }
                 continue;
             }
@@ -368,14 +412,21 @@ impl Compiler<'_> {
         let text = match read_file(&full) {
             Ok(t) => t,
             Err(e) => {
-                self.error(path.span(), format!("cannot read list file {}: {e}", full.display()));
+                self.error(
+                    path.span(),
+                    format!("cannot read list file {}: {e}", full.display()),
+                );
                 return None;
             }
         };
         if text.len() > MAX_LIST_BYTES {
             self.error(
                 path.span(),
-                format!("list file {} is {} bytes; the limit is {MAX_LIST_BYTES}", full.display(), text.len()),
+                format!(
+                    "list file {} is {} bytes; the limit is {MAX_LIST_BYTES}",
+                    full.display(),
+                    text.len()
+                ),
             );
             return None;
         }
@@ -384,18 +435,26 @@ impl Compiler<'_> {
         self.hasher.update(b"\0");
         self.hasher.update(text.as_bytes());
         let name = full.display().to_string();
-        let src = Source { name: &name, text: &text };
+        let src = Source {
+            name: &name,
+            text: &text,
+        };
         let mut out = Vec::new();
         let mut offset = 0;
         for line in text.split_inclusive('\n') {
             let content = match line.find('#') {
-                Some(i) if line[..i].trim().is_empty() || line[..i].ends_with([' ', '\t']) => &line[..i],
+                Some(i) if line[..i].trim().is_empty() || line[..i].ends_with([' ', '\t']) => {
+                    &line[..i]
+                }
                 _ => line,
             };
             let term = content.trim();
             if !term.is_empty() {
                 let at = offset + (content.len() - content.trim_start().len());
-                out.push((term.to_string(), src.diagnostic(Severity::Warning, at..at, "")));
+                out.push((
+                    term.to_string(),
+                    src.diagnostic(Severity::Warning, at..at, ""),
+                ));
             }
             offset += line.len();
         }
@@ -404,7 +463,17 @@ impl Compiler<'_> {
 
     fn roles(&mut self, raw: &BTreeMap<String, Spanned<super::raw::RawRole>>) -> Vec<Role> {
         let mut roles = Vec::new();
-        for (name, r) in raw {
+        if raw.len() > super::MAX_ROLES {
+            self.error(
+                0..0,
+                format!(
+                    "{} roles; a policy may define at most {}",
+                    raw.len(),
+                    super::MAX_ROLES
+                ),
+            );
+        }
+        for (name, r) in raw.iter().take(super::MAX_ROLES) {
             let span = r.span();
             let r = r.get_ref();
             let mut irc_modes = Vec::new();
@@ -412,17 +481,33 @@ impl Compiler<'_> {
                 let mut chars = m.get_ref().chars();
                 match (chars.next(), chars.next()) {
                     (Some(c), None) if c.is_ascii_alphabetic() => irc_modes.push(c),
-                    _ => self.error(m.span(), format!("IRC mode {:?} must be one letter, like \"o\" or \"h\"", m.get_ref())),
+                    _ => self.error(
+                        m.span(),
+                        format!(
+                            "IRC mode {:?} must be one letter, like \"o\" or \"h\"",
+                            m.get_ref()
+                        ),
+                    ),
                 }
             }
             for u in &r.matrix_users {
                 let u_ref = u.get_ref();
                 if !(u_ref.starts_with('@') && u_ref.contains(':')) {
-                    self.error(u.span(), format!("{u_ref:?} is not a Matrix user id (@name:server)"));
+                    self.error(
+                        u.span(),
+                        format!("{u_ref:?} is not a Matrix user id (@name:server)"),
+                    );
                 }
             }
-            if r.matrix_power_level.is_none() && irc_modes.is_empty() && r.irc_accounts.is_empty() && r.matrix_users.is_empty() {
-                self.warn(span, format!("role {name:?} names nobody; only the daemon can assign it"));
+            if r.matrix_power_level.is_none()
+                && irc_modes.is_empty()
+                && r.irc_accounts.is_empty()
+                && r.matrix_users.is_empty()
+            {
+                self.warn(
+                    span,
+                    format!("role {name:?} names nobody; only the daemon can assign it"),
+                );
             }
             self.role_ids.insert(name.clone(), roles.len());
             roles.push(Role {
@@ -447,7 +532,11 @@ impl Compiler<'_> {
         } else {
             format!("known roles: {}", known.join(", "))
         };
-        self.error_hint(name.span(), format!("unknown role {:?}", name.get_ref()), hint);
+        self.error_hint(
+            name.span(),
+            format!("unknown role {:?}", name.get_ref()),
+            hint,
+        );
         None
     }
 
@@ -455,8 +544,15 @@ impl Compiler<'_> {
         let r = spanned.get_ref();
         let id = r.id.get_ref();
         let mut ok = true;
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
-            self.error(r.id.span(), format!("rule id {id:?} must be made of a-z, 0-9, '_' and '-'"));
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            self.error(
+                r.id.span(),
+                format!("rule id {id:?} must be made of a-z, 0-9, '_' and '-'"),
+            );
             ok = false;
         }
         let on = match &r.on {
@@ -471,7 +567,13 @@ impl Compiler<'_> {
                     match EventKind::parse(k.get_ref()) {
                         Some(kind) => out.push(kind),
                         None => {
-                            self.error(k.span(), format!("unknown event kind {:?}; use message, edit, join or nick", k.get_ref()));
+                            self.error(
+                                k.span(),
+                                format!(
+                                    "unknown event kind {:?}; use message, edit, join or nick",
+                                    k.get_ref()
+                                ),
+                            );
                             ok = false;
                         }
                     }
@@ -487,7 +589,13 @@ impl Compiler<'_> {
                     match Network::parse(n.get_ref()) {
                         Some(net) => out.push(net),
                         None => {
-                            self.error(n.span(), format!("unknown network {:?}; use \"irc\" or \"matrix\"", n.get_ref()));
+                            self.error(
+                                n.span(),
+                                format!(
+                                    "unknown network {:?}; use \"irc\" or \"matrix\"",
+                                    n.get_ref()
+                                ),
+                            );
                             ok = false;
                         }
                     }
@@ -498,16 +606,19 @@ impl Compiler<'_> {
         let mode = match &r.mode {
             None => Mode::Enforce,
             Some(m) => Mode::parse(m.get_ref()).unwrap_or_else(|| {
-                self.error(m.span(), format!("unknown rule mode {:?}; use \"enforce\", \"dry-run\" or \"off\"", m.get_ref()));
+                self.error(
+                    m.span(),
+                    format!(
+                        "unknown rule mode {:?}; use \"enforce\", \"dry-run\" or \"off\"",
+                        m.get_ref()
+                    ),
+                );
                 ok = false;
                 Mode::Off
             }),
         };
         let when = self.condition(&r.when, 0);
-        let unless = match &r.unless {
-            Some(u) => Some(self.condition(u, 0)),
-            None => None,
-        };
+        let unless = r.unless.as_ref().map(|u| self.condition(u, 0));
         let mut actions = Vec::new();
         for a in &r.actions {
             match self.action(a.get_ref(), a.span(), false) {
@@ -527,9 +638,15 @@ impl Compiler<'_> {
             }
         };
         if r.actions.is_empty() && strikes == 0.0 {
-            self.warn(r.id.span(), format!("rule {id:?} has no actions and adds no strikes"));
+            self.warn(
+                r.id.span(),
+                format!("rule {id:?} has no actions and adds no strikes"),
+            );
         }
-        let rooms = r.rooms.as_ref().map(|rs| rs.iter().map(|x| room_key(x)).collect());
+        let rooms = r
+            .rooms
+            .as_ref()
+            .map(|rs| rs.iter().map(|x| room_key(x)).collect());
         let when = when?;
         let unless = match unless {
             Some(u) => Some(u?),
@@ -552,7 +669,11 @@ impl Compiler<'_> {
     fn action(&mut self, a: &RawAction, span: Range<usize>, in_ladder: bool) -> Option<ActionSpec> {
         let Some(kind) = ActionKind::parse(a.kind.get_ref()) else {
             let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.name()).collect();
-            self.error_hint(a.kind.span(), format!("unknown action {:?}", a.kind.get_ref()), format!("actions: {}", names.join(", ")));
+            self.error_hint(
+                a.kind.span(),
+                format!("unknown action {:?}", a.kind.get_ref()),
+                format!("actions: {}", names.join(", ")),
+            );
             return None;
         };
         let mut ok = true;
@@ -564,7 +685,10 @@ impl Compiler<'_> {
         let duration = match &a.duration {
             Some(d) if matches!(kind, Mute | Ban) => self.positive_duration(d),
             Some(d) => {
-                self.error(d.span(), format!("`for` applies to mute and ban, not {}", kind.name()));
+                self.error(
+                    d.span(),
+                    format!("`for` applies to mute and ban, not {}", kind.name()),
+                );
                 ok = false;
                 None
             }
@@ -573,7 +697,13 @@ impl Compiler<'_> {
         let message = match &a.message {
             Some(m) if matches!(kind, Warn | Escalate) => self.template(m),
             Some(m) => {
-                self.error(m.span(), format!("`message` applies to warn and escalate, not {}", kind.name()));
+                self.error(
+                    m.span(),
+                    format!(
+                        "`message` applies to warn and escalate, not {}",
+                        kind.name()
+                    ),
+                );
                 ok = false;
                 None
             }
@@ -582,17 +712,33 @@ impl Compiler<'_> {
         let reason = match &a.reason {
             Some(m) if matches!(kind, Kick | Ban | Mute) => self.template(m),
             Some(m) => {
-                self.error(m.span(), format!("`reason` applies to kick, ban and mute, not {}", kind.name()));
+                self.error(
+                    m.span(),
+                    format!(
+                        "`reason` applies to kick, ban and mute, not {}",
+                        kind.name()
+                    ),
+                );
                 ok = false;
                 None
             }
             None => None,
         };
         if a.relay && kind == Allow {
-            self.warn(span, "`relay` on `allow` changes nothing: allow always relays");
+            self.warn(
+                span,
+                "`relay` on `allow` changes nothing: allow always relays",
+            );
         }
-        let failed_template = (a.message.is_some() && message.is_none()) || (a.reason.is_some() && reason.is_none());
-        (ok && !failed_template).then_some(ActionSpec { kind, message, reason, duration, relay: a.relay })
+        let failed_template =
+            (a.message.is_some() && message.is_none()) || (a.reason.is_some() && reason.is_none());
+        (ok && !failed_template).then_some(ActionSpec {
+            kind,
+            message,
+            reason,
+            duration,
+            relay: a.relay,
+        })
     }
 
     fn template(&mut self, t: &Spanned<String>) -> Option<Template> {
@@ -610,19 +756,34 @@ impl Compiler<'_> {
     fn condition(&mut self, spanned: &Spanned<RawCondition>, depth: usize) -> Option<Condition> {
         let span = spanned.span();
         if depth > MAX_DEPTH {
-            self.error(span, format!("conditions nested deeper than {MAX_DEPTH} levels"));
+            self.error(
+                span,
+                format!("conditions nested deeper than {MAX_DEPTH} levels"),
+            );
             return None;
         }
         let c = spanned.get_ref();
         let mut parts: Vec<Option<Condition>> = Vec::new();
         if let Some(name) = &c.list {
-            parts.push(self.list_ref(name, false).map(|list| Condition::List { list, name: name.get_ref().clone() }));
+            parts.push(self.list_ref(name, false).map(|list| Condition::List {
+                list,
+                name: name.get_ref().clone(),
+            }));
         }
         if let Some(name) = &c.domains {
-            parts.push(self.list_ref(name, true).map(|list| Condition::Domains { list, name: name.get_ref().clone() }));
+            parts.push(self.list_ref(name, true).map(|list| Condition::Domains {
+                list,
+                name: name.get_ref().clone(),
+            }));
         }
         if let Some(name) = &c.links_outside {
-            parts.push(self.list_ref(name, true).map(|list| Condition::LinksOutside { list, name: name.get_ref().clone() }));
+            parts.push(
+                self.list_ref(name, true)
+                    .map(|list| Condition::LinksOutside {
+                        list,
+                        name: name.get_ref().clone(),
+                    }),
+            );
         }
         for (pattern, raw) in [(&c.regex, false), (&c.regex_raw, true)] {
             if let Some(p) = pattern {
@@ -633,7 +794,10 @@ impl Compiler<'_> {
             parts.push(Some(Condition::HasLink(b)));
         }
         if let Some(n) = &c.mentions_at_least {
-            parts.push(self.count(n, 1, i64::from(u32::MAX), "mentions_at_least").map(Condition::MentionsAtLeast));
+            parts.push(
+                self.count(n, 1, i64::from(u32::MAX), "mentions_at_least")
+                    .map(Condition::MentionsAtLeast),
+            );
         }
         if let Some(b) = c.mass_ping {
             parts.push(Some(Condition::MassPing(b)));
@@ -641,17 +805,29 @@ impl Compiler<'_> {
         if let Some(caps) = &c.caps_ratio {
             let cr = caps.get_ref();
             if !(cr.min > 0.0 && cr.min <= 1.0) {
-                self.error(caps.span(), "caps_ratio.min must be above 0 and at most 1 (e.g. 0.7)");
+                self.error(
+                    caps.span(),
+                    "caps_ratio.min must be above 0 and at most 1 (e.g. 0.7)",
+                );
                 parts.push(None);
             } else {
-                parts.push(Some(Condition::Caps { min: cr.min, min_letters: cr.min_letters as usize }));
+                parts.push(Some(Condition::Caps {
+                    min: cr.min,
+                    min_letters: cr.min_letters as usize,
+                }));
             }
         }
         if let Some(n) = &c.length_over {
-            parts.push(self.count(n, 0, i64::from(u32::MAX), "length_over").map(Condition::LengthOver));
+            parts.push(
+                self.count(n, 0, i64::from(u32::MAX), "length_over")
+                    .map(Condition::LengthOver),
+            );
         }
         if let Some(n) = &c.lines_over {
-            parts.push(self.count(n, 0, i64::from(u32::MAX), "lines_over").map(Condition::LinesOver));
+            parts.push(
+                self.count(n, 0, i64::from(u32::MAX), "lines_over")
+                    .map(Condition::LinesOver),
+            );
         }
         if let Some(rate) = &c.rate {
             let r = rate.get_ref();
@@ -659,13 +835,21 @@ impl Compiler<'_> {
             let per = match &r.per {
                 None => Some(RatePer::Sender),
                 Some(p) => RatePer::parse(p.get_ref()).or_else(|| {
-                    self.error(p.span(), format!("unknown rate scope {:?}; use sender, sender_anywhere or room", p.get_ref()));
+                    self.error(
+                        p.span(),
+                        format!(
+                            "unknown rate scope {:?}; use sender, sender_anywhere or room",
+                            p.get_ref()
+                        ),
+                    );
                     None
                 }),
             };
             let count = self.count_in(rate.span(), i64::from(r.count), "rate.count");
             parts.push(match (within, per, count) {
-                (Some(within), Some(per), Some(count)) => Some(Condition::Rate { count, within, per }),
+                (Some(within), Some(per), Some(count)) => {
+                    Some(Condition::Rate { count, within, per })
+                }
                 _ => None,
             });
         }
@@ -673,9 +857,16 @@ impl Compiler<'_> {
             let r = rep.get_ref();
             let within = self.positive_duration(&r.within);
             let count = self.count_in(rep.span(), i64::from(r.count), "repeat.count");
-            let scope = RepeatScope { across_rooms: r.across_rooms, any_sender: r.any_sender };
+            let scope = RepeatScope {
+                across_rooms: r.across_rooms,
+                any_sender: r.any_sender,
+            };
             parts.push(match (within, count) {
-                (Some(within), Some(count)) => Some(Condition::Repeat { count, within, scope }),
+                (Some(within), Some(count)) => Some(Condition::Repeat {
+                    count,
+                    within,
+                    scope,
+                }),
                 _ => None,
             });
         }
@@ -690,24 +881,46 @@ impl Compiler<'_> {
         }
         if let Some(names) = &c.roles {
             let ids: Vec<Option<usize>> = names.iter().map(|n| self.role(n)).collect();
-            parts.push(ids.into_iter().collect::<Option<Vec<_>>>().map(Condition::Roles));
+            parts.push(
+                ids.into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(Condition::Roles),
+            );
         }
         for (children, is_all) in [(&c.all, true), (&c.any, false)] {
             let Some(children) = children else { continue };
             if children.is_empty() {
-                self.error(span.clone(), format!("`{}` needs at least one condition", if is_all { "all" } else { "any" }));
+                self.error(
+                    span.clone(),
+                    format!(
+                        "`{}` needs at least one condition",
+                        if is_all { "all" } else { "any" }
+                    ),
+                );
                 parts.push(None);
                 continue;
             }
-            let compiled: Vec<Option<Condition>> = children.iter().map(|ch| self.condition(ch, depth + 1)).collect();
+            let compiled: Vec<Option<Condition>> = children
+                .iter()
+                .map(|ch| self.condition(ch, depth + 1))
+                .collect();
             let mut compiled: Option<Vec<Condition>> = compiled.into_iter().collect();
             if let Some(cs) = &mut compiled {
                 cs.sort_by_key(Condition::cost);
             }
-            parts.push(compiled.map(|cs| if is_all { Condition::All(cs) } else { Condition::Any(cs) }));
+            parts.push(compiled.map(|cs| {
+                if is_all {
+                    Condition::All(cs)
+                } else {
+                    Condition::Any(cs)
+                }
+            }));
         }
         if let Some(inner) = &c.not {
-            parts.push(self.condition(inner, depth + 1).map(|i| Condition::Not(Box::new(i))));
+            parts.push(
+                self.condition(inner, depth + 1)
+                    .map(|i| Condition::Not(Box::new(i))),
+            );
         }
         match parts.len() {
             0 => {
@@ -731,14 +944,32 @@ impl Compiler<'_> {
         let Some(&(idx, is_domains)) = self.list_ids.get(name.get_ref()) else {
             let mut known: Vec<&str> = self.list_ids.keys().map(String::as_str).collect();
             known.sort();
-            let hint = if known.is_empty() { "define it in a [lists.NAME] table".to_string() } else { format!("known lists: {}", known.join(", ")) };
-            self.error_hint(name.span(), format!("unknown list {:?}", name.get_ref()), hint);
+            let hint = if known.is_empty() {
+                "define it in a [lists.NAME] table".to_string()
+            } else {
+                format!("known lists: {}", known.join(", "))
+            };
+            self.error_hint(
+                name.span(),
+                format!("unknown list {:?}", name.get_ref()),
+                hint,
+            );
             return None;
         };
         self.list_used[idx] = true;
         if is_domains != want_domains {
-            let (is, use_) = if is_domains { ("a domain list", "domains") } else { ("a term list", "list") };
-            self.error(name.span(), format!("{:?} is {is}; refer to it with `{use_} = ...`", name.get_ref()));
+            let (is, use_) = if is_domains {
+                ("a domain list", "domains")
+            } else {
+                ("a term list", "list")
+            };
+            self.error(
+                name.span(),
+                format!(
+                    "{:?} is {is}; refer to it with `{use_} = ...`",
+                    name.get_ref()
+                ),
+            );
             return None;
         }
         Some(idx)
@@ -761,9 +992,16 @@ impl Compiler<'_> {
         });
         match compiled {
             Ok(re) => {
-                let bank = if raw { &mut self.regex_raw } else { &mut self.regex_norm };
+                let bank = if raw {
+                    &mut self.regex_raw
+                } else {
+                    &mut self.regex_norm
+                };
                 bank.push((p.get_ref().clone(), re));
-                Some(Condition::Regex { idx: bank.len() - 1, raw })
+                Some(Condition::Regex {
+                    idx: bank.len() - 1,
+                    raw,
+                })
             }
             Err(msg) => {
                 self.error(p.span(), msg.replace('\n', " "));
@@ -795,7 +1033,13 @@ impl Compiler<'_> {
         let network = match &r.network {
             None => None,
             Some(n) => Network::parse(n.get_ref()).or_else(|| {
-                self.error(n.span(), format!("unknown network {:?}; use \"irc\" or \"matrix\"", n.get_ref()));
+                self.error(
+                    n.span(),
+                    format!(
+                        "unknown network {:?}; use \"irc\" or \"matrix\"",
+                        n.get_ref()
+                    ),
+                );
                 ok = false;
                 None
             }),
@@ -814,8 +1058,17 @@ impl Compiler<'_> {
             account: r.account.clone(),
             roles,
         };
-        if m.network.is_none() && m.pattern.is_none() && m.matrix_server.is_none() && m.account.is_none() && m.roles.is_empty() && ok {
-            self.error(s.span(), "empty sender condition: give network, pattern, matrix_server, account or roles");
+        if m.network.is_none()
+            && m.pattern.is_none()
+            && m.matrix_server.is_none()
+            && m.account.is_none()
+            && m.roles.is_empty()
+            && ok
+        {
+            self.error(
+                s.span(),
+                "empty sender condition: give network, pattern, matrix_server, account or roles",
+            );
             return None;
         }
         ok.then_some(Condition::Sender(m))
@@ -829,7 +1082,10 @@ impl Compiler<'_> {
         let s = st.get_ref();
         let decay = match (&s.decay, &s.half_life) {
             (Some(_), Some(h)) => {
-                self.error(h.span(), "give either `decay` (a window) or `half_life`, not both");
+                self.error(
+                    h.span(),
+                    "give either `decay` (a window) or `half_life`, not both",
+                );
                 default
             }
             (Some(d), None) => self.positive_duration(d).map_or(default, Decay::Window),
@@ -842,30 +1098,46 @@ impl Compiler<'_> {
             let raw_step = step.get_ref();
             let at = *raw_step.at.get_ref();
             if !(at.is_finite() && at > 0.0) {
-                self.error(raw_step.at.span(), "ladder `at` must be a positive number of strikes");
+                self.error(
+                    raw_step.at.span(),
+                    "ladder `at` must be a positive number of strikes",
+                );
                 continue;
             }
             if let Some(prev) = ladder.last() {
                 if at <= prev.at {
                     self.error_hint(
                         raw_step.at.span(),
-                        format!("ladder steps out of order: at = {at} comes after at = {}", prev.at),
+                        format!(
+                            "ladder steps out of order: at = {at} comes after at = {}",
+                            prev.at
+                        ),
                         "list ladder steps by increasing `at`, each value once",
                     );
                     continue;
                 }
             }
             if let Some(ban_at) = permanent_ban_at {
-                self.warn(step.span(), format!("unreachable ladder step: a permanent ban at {ban_at} strikes comes first"));
+                self.warn(
+                    step.span(),
+                    format!(
+                        "unreachable ladder step: a permanent ban at {ban_at} strikes comes first"
+                    ),
+                );
             }
-            let Some(action) = self.action(&raw_step.action(), step.span(), true) else { continue };
+            let Some(action) = self.action(&raw_step.action(), step.span(), true) else {
+                continue;
+            };
             if action.kind == ActionKind::Ban && action.duration.is_none() {
                 permanent_ban_at.get_or_insert(at);
             }
             ladder.push(Step { at, action });
         }
         if !ladder.is_empty() && rules.iter().all(|r| r.strikes == 0.0) {
-            self.warn(st.span(), "the strikes ladder is unreachable: no rule adds strikes");
+            self.warn(
+                st.span(),
+                "the strikes ladder is unreachable: no rule adds strikes",
+            );
         }
         (decay, ladder)
     }
@@ -889,19 +1161,35 @@ impl Compiler<'_> {
                 }
             }
             let expect = &tr.expect;
-            for id in expect.rules.iter().flatten().chain(expect.dry_run.iter().flatten()) {
+            for id in expect
+                .rules
+                .iter()
+                .flatten()
+                .chain(expect.dry_run.iter().flatten())
+            {
                 if !rules.iter().any(|r| r.id == *id) {
-                    self.error(t.span(), format!("test {:?} expects rule {id:?}, which does not exist", tr.name));
+                    self.error(
+                        t.span(),
+                        format!(
+                            "test {:?} expects rule {id:?}, which does not exist",
+                            tr.name
+                        ),
+                    );
                     ok = false;
                 }
             }
             for a in expect.actions.iter().flatten() {
                 let (kind, duration) = match a {
                     super::raw::ExpectedAction::Name(k) => (k, None),
-                    super::raw::ExpectedAction::Table { kind, duration } => (kind, duration.as_ref()),
+                    super::raw::ExpectedAction::Table { kind, duration } => {
+                        (kind, duration.as_ref())
+                    }
                 };
                 if ActionKind::parse(kind).is_none() {
-                    self.error(t.span(), format!("test {:?} expects unknown action {kind:?}", tr.name));
+                    self.error(
+                        t.span(),
+                        format!("test {:?} expects unknown action {kind:?}", tr.name),
+                    );
                     ok = false;
                 }
                 if let Some(Err(msg)) = duration.map(|d| Duration::parse(d)) {
@@ -924,16 +1212,23 @@ impl Compiler<'_> {
 
 /// How rooms are compared: IRC channels and Matrix aliases case-insensitively, room ids as is.
 pub(crate) fn room_key(room: &str) -> String {
-    if room.starts_with('#') { room.to_lowercase() } else { room.to_string() }
+    if room.starts_with('#') {
+        room.to_lowercase()
+    } else {
+        room.to_string()
+    }
 }
 
 fn clean_domain(text: &str) -> Result<String, String> {
     let d = text.trim().trim_end_matches('.').to_lowercase();
     if d.contains("://") || d.contains('/') {
-        return Err(format!("{text:?} is not a bare domain; write just the domain, e.g. \"bit.ly\""));
+        return Err(format!(
+            "{text:?} is not a bare domain; write just the domain, e.g. \"bit.ly\""
+        ));
     }
     let valid = !d.is_empty()
-        && d.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
+        && d.split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
     if !valid {
         return Err(format!("{text:?} is not a domain"));
     }
@@ -947,7 +1242,7 @@ fn trackers(rules: &[Rule]) -> Trackers {
         match c {
             Condition::Rate { count, within, per } => {
                 for kind in on {
-                    let pair = (kind.rate_group(), *per);
+                    let pair = (kind.rate_group_id(), *per);
                     if !t.rates.contains(&pair) {
                         t.rates.push(pair);
                     }

@@ -11,12 +11,12 @@ use std::fmt;
 
 use super::decision::Evidence;
 use super::duration::Duration;
-use super::event::{Event, Network};
+use super::event::{Event, EventKind, Network};
 use super::link::{find_links, host_in_domain, Link};
 use super::matcher::ListHit;
-use super::normalize::Reading;
-use super::state::State;
-use super::Policy;
+use super::normalize::{QuickText, Reading};
+use super::state::{combine, key, Key, State};
+use super::{Policy, RoleSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RatePer {
@@ -46,12 +46,13 @@ impl RatePer {
         }
     }
 
-    /// The state key under which events of `group` are counted for this scope.
-    pub(crate) fn key(self, group: &str, room: &str, identity: &str) -> String {
+    /// The state key under which events of `kind`'s group are counted for this scope.
+    pub(crate) fn key(self, kind: EventKind, k: EventKeys) -> Key {
+        let group = kind.rate_group_id();
         match self {
-            RatePer::Sender => format!("{group}\x1fs\x1f{room}\x1f{identity}"),
-            RatePer::SenderAnywhere => format!("{group}\x1fa\x1f{identity}"),
-            RatePer::Room => format!("{group}\x1fr\x1f{room}"),
+            RatePer::Sender => combine(&[1, group, k.room, k.identity]),
+            RatePer::SenderAnywhere => combine(&[2, group, k.identity]),
+            RatePer::Room => combine(&[3, group, k.room]),
         }
     }
 }
@@ -64,12 +65,12 @@ pub struct RepeatScope {
 }
 
 impl RepeatScope {
-    pub(crate) fn key(self, room: &str, identity: &str) -> String {
+    pub(crate) fn key(self, k: EventKeys) -> Key {
         match (self.across_rooms, self.any_sender) {
-            (false, false) => format!("s\x1f{room}\x1f{identity}"),
-            (true, false) => format!("a\x1f{identity}"),
-            (false, true) => format!("r\x1f{room}"),
-            (true, true) => "g".to_string(),
+            (false, false) => combine(&[4, k.room, k.identity]),
+            (true, false) => combine(&[5, k.identity]),
+            (false, true) => combine(&[6, k.room]),
+            (true, true) => combine(&[7]),
         }
     }
 }
@@ -86,19 +87,42 @@ pub struct SenderMatch {
 
 #[derive(Debug, Clone)]
 pub enum Condition {
-    List { list: usize, name: String },
-    Regex { idx: usize, raw: bool },
-    Domains { list: usize, name: String },
+    List {
+        list: usize,
+        name: String,
+    },
+    Regex {
+        idx: usize,
+        raw: bool,
+    },
+    Domains {
+        list: usize,
+        name: String,
+    },
     /// A link points outside the domain list.
-    LinksOutside { list: usize, name: String },
+    LinksOutside {
+        list: usize,
+        name: String,
+    },
     HasLink(bool),
     MentionsAtLeast(usize),
     MassPing(bool),
-    Caps { min: f64, min_letters: usize },
+    Caps {
+        min: f64,
+        min_letters: usize,
+    },
     LengthOver(usize),
     LinesOver(usize),
-    Rate { count: usize, within: Duration, per: RatePer },
-    Repeat { count: usize, within: Duration, scope: RepeatScope },
+    Rate {
+        count: usize,
+        within: Duration,
+        per: RatePer,
+    },
+    Repeat {
+        count: usize,
+        within: Duration,
+        scope: RepeatScope,
+    },
     JoinedWithin(Duration),
     FirstMessage(bool),
     Sender(SenderMatch),
@@ -127,13 +151,17 @@ impl Condition {
         let ev = cx.event;
         match self {
             Condition::List { list, .. } => {
-                let hits: Vec<&ListHit> = cx.list_hits().iter().filter(|h| h.list == *list).collect();
+                let hits: Vec<&ListHit> =
+                    cx.list_hits().iter().filter(|h| h.list == *list).collect();
                 for h in &hits {
                     evidence.push(cx.term_evidence(h));
                 }
                 !hits.is_empty()
             }
-            Condition::Regex { idx, raw } => cx.regex_evidence(*idx, *raw).map(|e| evidence.push(e)).is_some(),
+            Condition::Regex { idx, raw } => cx
+                .regex_evidence(*idx, *raw)
+                .map(|e| evidence.push(e))
+                .is_some(),
             Condition::Domains { list, name } => {
                 let domains = &cx.policy.lists[*list].domains;
                 let mut found = false;
@@ -151,8 +179,11 @@ impl Condition {
             }
             Condition::LinksOutside { list, .. } => {
                 let domains = &cx.policy.lists[*list].domains;
-                let outside: Vec<&Link> =
-                    cx.links().iter().filter(|l| !domains.iter().any(|d| host_in_domain(&l.host, d))).collect();
+                let outside: Vec<&Link> = cx
+                    .links()
+                    .iter()
+                    .filter(|l| !domains.iter().any(|d| host_in_domain(&l.host, d)))
+                    .collect();
                 for l in &outside {
                     evidence.push(Evidence::Link { url: l.url.clone() });
                 }
@@ -172,7 +203,9 @@ impl Condition {
             }
             Condition::MentionsAtLeast(n) => {
                 let count = cx.distinct_mentions();
-                (count >= *n).then(|| evidence.push(Evidence::Mentions { count })).is_some()
+                (count >= *n)
+                    .then(|| evidence.push(Evidence::Mentions { count }))
+                    .is_some()
             }
             Condition::MassPing(want) => {
                 let via = cx.mass_ping();
@@ -186,61 +219,99 @@ impl Condition {
                 }
             }
             Condition::Caps { min, min_letters } => {
-                let (upper, cased) = caps(&ev.body);
-                let ratio = if cased == 0 { 0.0 } else { upper as f64 / cased as f64 };
+                let (upper, cased) = cx.texts.case_counts();
+                let ratio = if cased == 0 {
+                    0.0
+                } else {
+                    upper as f64 / cased as f64
+                };
                 let holds = cased >= *min_letters && cased > 0 && ratio >= *min;
                 if holds {
-                    evidence.push(Evidence::Caps { ratio, letters: cased });
+                    evidence.push(Evidence::Caps {
+                        ratio,
+                        letters: cased,
+                    });
                 }
                 holds
             }
             Condition::LengthOver(n) => {
                 let chars = ev.body.chars().count();
-                (chars > *n).then(|| evidence.push(Evidence::Length { chars })).is_some()
+                (chars > *n)
+                    .then(|| evidence.push(Evidence::Length { chars }))
+                    .is_some()
             }
             Condition::LinesOver(n) => {
                 let lines = ev.body.lines().count();
-                (lines > *n).then(|| evidence.push(Evidence::Lines { lines })).is_some()
-            }
-            Condition::Rate { count, within, per } => {
-                let key = per.key(ev.kind.rate_group(), &ev.room, cx.identity);
-                let seen = cx.state.rate_count(&key, ev.ts, *within);
-                (seen >= *count)
-                    .then(|| evidence.push(Evidence::Rate { count: seen, within: *within, per: per.name() }))
+                (lines > *n)
+                    .then(|| evidence.push(Evidence::Lines { lines }))
                     .is_some()
             }
-            Condition::Repeat { count, within, scope } => {
-                let Some(hash) = cx.fingerprint else { return false };
-                let key = scope.key(&ev.room, cx.identity);
-                let seen = cx.state.repeat_count(&key, hash, ev.ts, *within);
+            Condition::Rate { count, within, per } => {
+                let seen = cx
+                    .state
+                    .rate_count(per.key(ev.kind, cx.keys), ev.ts, *within);
                 (seen >= *count)
-                    .then(|| evidence.push(Evidence::Repeat { count: seen, within: *within }))
+                    .then(|| {
+                        evidence.push(Evidence::Rate {
+                            count: seen,
+                            within: *within,
+                            per: per.name(),
+                        })
+                    })
+                    .is_some()
+            }
+            Condition::Repeat {
+                count,
+                within,
+                scope,
+            } => {
+                let Some(hash) = cx.fingerprint else {
+                    return false;
+                };
+                let seen = cx
+                    .state
+                    .repeat_count(scope.key(cx.keys), hash, ev.ts, *within);
+                (seen >= *count)
+                    .then(|| {
+                        evidence.push(Evidence::Repeat {
+                            count: seen,
+                            within: *within,
+                        })
+                    })
                     .is_some()
             }
             Condition::JoinedWithin(within) => {
-                let Some(joined) = cx.joined_ts() else { return false };
+                let Some(joined) = cx.joined_ts() else {
+                    return false;
+                };
                 let ago = ev.ts.saturating_sub(joined);
                 let holds = ago >= 0 && (ago as u64) < within.as_millis();
                 if holds {
-                    evidence.push(Evidence::JoinedWithin { ago: Duration::from_millis(ago as u64) });
+                    evidence.push(Evidence::JoinedWithin {
+                        ago: Duration::from_millis(ago as u64),
+                    });
                 }
                 holds
             }
             Condition::FirstMessage(want) => {
                 let first = cx.first_message;
-                (first == *want).then(|| evidence.push(Evidence::FirstMessage { first })).is_some()
+                (first == *want)
+                    .then(|| evidence.push(Evidence::FirstMessage { first }))
+                    .is_some()
             }
             Condition::Sender(m) => {
                 let holds = sender_matches(m, ev, cx.roles);
                 if holds {
-                    evidence.push(Evidence::Sender { sender: ev.sender.clone() });
+                    evidence.push(Evidence::Sender {
+                        sender: ev.sender.clone(),
+                    });
                 }
                 holds
             }
             Condition::Roles(ids) => {
                 let held: Vec<String> = ids
                     .iter()
-                    .filter(|r| cx.roles[**r])
+                    .filter(|r| cx.roles.holds(**r))
                     .map(|r| cx.policy.roles[*r].name.clone())
                     .collect();
                 let holds = !held.is_empty();
@@ -271,7 +342,9 @@ impl Condition {
                 let mut scratch = Vec::new();
                 let holds = !inner.check(cx, &mut scratch);
                 if holds {
-                    evidence.push(Evidence::Not { condition: inner.describe(cx.policy) });
+                    evidence.push(Evidence::Not {
+                        condition: inner.describe(cx.policy),
+                    });
                 }
                 holds
             }
@@ -301,8 +374,12 @@ impl fmt::Display for Describe<'_> {
         };
         match self.0 {
             Condition::List { name, .. } => write!(f, "list {name:?}"),
-            Condition::Regex { idx, raw: false } => write!(f, "regex {:?}", p.regex_norm.pattern(*idx)),
-            Condition::Regex { idx, raw: true } => write!(f, "regex_raw {:?}", p.regex_raw.pattern(*idx)),
+            Condition::Regex { idx, raw: false } => {
+                write!(f, "regex {:?}", p.regex_norm.pattern(*idx))
+            }
+            Condition::Regex { idx, raw: true } => {
+                write!(f, "regex_raw {:?}", p.regex_raw.pattern(*idx))
+            }
             Condition::Domains { name, .. } => write!(f, "domains {name:?}"),
             Condition::LinksOutside { name, .. } => write!(f, "links_outside {name:?}"),
             Condition::HasLink(b) => write!(f, "has_link = {b}"),
@@ -331,22 +408,7 @@ impl fmt::Display for Describe<'_> {
     }
 }
 
-/// Share of capitals: (upper-case letters, letters that have case).
-fn caps(body: &str) -> (usize, usize) {
-    let mut upper = 0;
-    let mut cased = 0;
-    for c in body.chars() {
-        if c.is_uppercase() {
-            upper += 1;
-            cased += 1;
-        } else if c.is_lowercase() {
-            cased += 1;
-        }
-    }
-    (upper, cased)
-}
-
-fn sender_matches(m: &SenderMatch, ev: &Event, roles: &[bool]) -> bool {
+fn sender_matches(m: &SenderMatch, ev: &Event, roles: RoleSet) -> bool {
     if m.network.is_some_and(|n| n != ev.network) {
         return false;
     }
@@ -364,11 +426,15 @@ fn sender_matches(m: &SenderMatch, ev: &Event, roles: &[bool]) -> bool {
         }
     }
     if let Some(account) = &m.account {
-        if !ev.account.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(account)) {
+        if !ev
+            .account
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(account))
+        {
             return false;
         }
     }
-    m.roles.iter().all(|r| roles[*r])
+    m.roles.iter().all(|r| roles.holds(*r))
 }
 
 /// `*` matches any run of characters, `?` one character. Linear-time with one backtrack point.
@@ -396,11 +462,11 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Everything a condition may look at, computed lazily and at most once per event.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub policy: &'a Policy,
     pub event: &'a Event,
-    pub identity: &'a str,
-    pub roles: &'a [bool],
+    pub keys: EventKeys,
+    pub roles: RoleSet,
     pub state: &'a State,
     pub texts: &'a Texts<'a>,
     pub fingerprint: Option<u64>,
@@ -411,6 +477,8 @@ pub struct Context<'a> {
 pub struct Texts<'a> {
     policy: &'a Policy,
     body: &'a str,
+    /// The primary reading's text from the quick path, when the text allowed it.
+    quick: OnceCell<Option<QuickText>>,
     readings: OnceCell<Vec<Reading>>,
     hits: OnceCell<Vec<ListHit>>,
     regex_norm: OnceCell<Vec<bool>>,
@@ -423,6 +491,7 @@ impl<'a> Texts<'a> {
         Texts {
             policy,
             body,
+            quick: OnceCell::new(),
             readings: OnceCell::new(),
             hits: OnceCell::new(),
             regex_norm: OnceCell::new(),
@@ -432,27 +501,48 @@ impl<'a> Texts<'a> {
     }
 
     pub fn readings(&self) -> &[Reading] {
-        self.readings.get_or_init(|| self.policy.normalizer.readings(self.body))
+        self.readings
+            .get_or_init(|| self.policy.normalizer.readings(self.body))
     }
 
-    /// A hash of the primary reading's letters and digits: equal for messages that differ
-    /// only in case, spacing, punctuation or evasion tricks. None for text without any.
-    pub fn fingerprint(&self) -> Option<u64> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        let mut any = false;
-        for c in self.readings()[0].text().chars().filter(|c| c.is_alphanumeric()) {
-            c.hash(&mut h);
-            any = true;
+    fn quick(&self) -> Option<&QuickText> {
+        self.quick
+            .get_or_init(|| self.policy.normalizer.quick_text(self.body))
+            .as_ref()
+    }
+
+    /// Upper-case letters and letters with case in the original text.
+    fn case_counts(&self) -> (usize, usize) {
+        match self.quick() {
+            Some(q) => (q.upper, q.cased),
+            None => self.policy.normalizer.case_counts(self.body),
         }
-        any.then(|| h.finish())
+    }
+
+    /// A hash of the primary reading without ASCII spacing and punctuation: equal for
+    /// messages that differ only in case, spacing, punctuation or evasion tricks. None for
+    /// text with nothing left.
+    pub fn fingerprint(&self) -> Option<u64> {
+        match self.quick() {
+            Some(q) => q.fingerprint,
+            None => super::normalize::fingerprint(self.readings()[0].text()),
+        }
     }
 }
 
 impl Context<'_> {
     fn list_hits(&self) -> &[ListHit] {
         let t = self.texts;
-        t.hits.get_or_init(|| self.policy.terms.find(t.readings()))
+        t.hits.get_or_init(|| {
+            // Most texts contain no term at all: a plain search of the quick text says so
+            // without building readings; only a possible match pays for the full search.
+            if t.quick()
+                .is_some_and(|q| !self.policy.terms.any_match(&q.text))
+            {
+                return Vec::new();
+            }
+            self.policy.terms.find(t.readings())
+        })
     }
 
     fn term_evidence(&self, h: &ListHit) -> Evidence {
@@ -484,6 +574,9 @@ impl Context<'_> {
             });
         }
         let hits = t.regex_norm.get_or_init(|| {
+            if let Some(q) = t.quick() {
+                return p.regex_norm.matches(&q.text);
+            }
             let mut any = vec![false; p.regex_norm.len()];
             for r in t.readings() {
                 for (i, m) in p.regex_norm.matches(r.text()).into_iter().enumerate() {
@@ -513,7 +606,12 @@ impl Context<'_> {
     }
 
     fn distinct_mentions(&self) -> usize {
-        let mut seen: Vec<String> = self.event.mentions.iter().map(|m| m.to_lowercase()).collect();
+        let mut seen: Vec<String> = self
+            .event
+            .mentions
+            .iter()
+            .map(|m| m.to_lowercase())
+            .collect();
         seen.sort();
         seen.dedup();
         seen.len()
@@ -521,15 +619,23 @@ impl Context<'_> {
 
     /// How the event pings everyone, if it does.
     fn mass_ping(&self) -> Option<String> {
-        let body = self.event.body.to_lowercase();
-        for word in ["@room", "@everyone", "@here"] {
-            let found = body.match_indices(word).any(|(at, w)| {
+        let body = &self.event.body;
+        for (at, _) in body.match_indices('@') {
+            let rest = &body.as_bytes()[at..];
+            for word in ["@room", "@everyone", "@here"] {
+                let end = at + word.len();
+                if rest.len() < word.len()
+                    || !rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+                {
+                    continue;
+                }
                 let before = body[..at].chars().next_back();
-                let after = body[at + w.len()..].chars().next();
-                !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-            });
-            if found {
-                return Some(word.to_string());
+                let after = body.get(end..).and_then(|s| s.chars().next());
+                if !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+                {
+                    return Some(word.to_string());
+                }
             }
         }
         let members = self.event.room_members? as usize;
@@ -540,14 +646,32 @@ impl Context<'_> {
 
     fn joined_ts(&self) -> Option<i64> {
         self.event.joined_ts.or_else(|| {
-            let key = presence_key(&self.event.room, self.identity);
-            self.state.presence(&key).and_then(|p| p.joined_ts)
+            self.state
+                .presence(self.keys.presence())
+                .and_then(|p| p.joined_ts)
         })
     }
 }
 
-pub(crate) fn presence_key(room: &str, identity: &str) -> String {
-    format!("{room}\x1f{identity}")
+/// The hashes of an event's room and sender identity, computed once per event; every
+/// counter key is combined from them.
+#[derive(Debug, Clone, Copy)]
+pub struct EventKeys {
+    pub room: u64,
+    pub identity: u64,
+}
+
+impl EventKeys {
+    pub fn new(room: &str, identity: Key) -> Self {
+        EventKeys {
+            room: key(&[room]),
+            identity,
+        }
+    }
+
+    pub(crate) fn presence(self) -> Key {
+        combine(&[8, self.room, self.identity])
+    }
 }
 
 #[cfg(test)]
@@ -569,13 +693,5 @@ mod tests {
         ] {
             assert_eq!(glob_match(p, t), want, "{p} {t}");
         }
-    }
-
-    #[test]
-    fn caps_counts_only_cased_letters() {
-        assert_eq!(caps("HELLO world"), (5, 10));
-        assert_eq!(caps("ПРИВЕТ"), (6, 6));
-        assert_eq!(caps("سلام HI"), (2, 2));
-        assert_eq!(caps("123 !!!"), (0, 0));
     }
 }

@@ -90,9 +90,9 @@ impl Action {
 /// one block, the strongest mute and the strongest ban, identical warnings once.
 pub fn push_deduplicated(actions: &mut Vec<Action>, action: Action) {
     use ActionKind::*;
-    let same = actions.iter_mut().find(|a| {
-        a.kind == action.kind && (action.kind != Warn || a.message == action.message)
-    });
+    let same = actions
+        .iter_mut()
+        .find(|a| a.kind == action.kind && (action.kind != Warn || a.message == action.message));
     match (same, action.kind) {
         (None, _) => actions.push(action),
         (Some(existing), Mute | Ban) => {
@@ -110,35 +110,99 @@ pub fn push_deduplicated(actions: &mut Vec<Action>, action: Action) {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Evidence {
     /// A list term matched; `start..end` are byte offsets in the original body.
-    Term { list: String, term: String, matched: String, start: usize, end: usize },
-    Regex { pattern: String, matched: String, start: usize, end: usize, raw: bool },
-    Domain { list: String, domain: String, url: String },
-    Link { url: String },
+    Term {
+        list: String,
+        term: String,
+        matched: String,
+        start: usize,
+        end: usize,
+    },
+    Regex {
+        pattern: String,
+        matched: String,
+        start: usize,
+        end: usize,
+        raw: bool,
+    },
+    Domain {
+        list: String,
+        domain: String,
+        url: String,
+    },
+    Link {
+        url: String,
+    },
     NoLink,
-    Mentions { count: usize },
-    MassPing { via: String },
-    Caps { ratio: f64, letters: usize },
-    Length { chars: usize },
-    Lines { lines: usize },
-    Rate { count: usize, within: Duration, per: &'static str },
-    Repeat { count: usize, within: Duration },
-    JoinedWithin { ago: Duration },
-    FirstMessage { first: bool },
-    Sender { sender: String },
-    Roles { roles: Vec<String> },
+    Mentions {
+        count: usize,
+    },
+    MassPing {
+        via: String,
+    },
+    Caps {
+        ratio: f64,
+        letters: usize,
+    },
+    Length {
+        chars: usize,
+    },
+    Lines {
+        lines: usize,
+    },
+    Rate {
+        count: usize,
+        within: Duration,
+        per: &'static str,
+    },
+    Repeat {
+        count: usize,
+        within: Duration,
+    },
+    JoinedWithin {
+        ago: Duration,
+    },
+    FirstMessage {
+        first: bool,
+    },
+    Sender {
+        sender: String,
+    },
+    Roles {
+        roles: Vec<String>,
+    },
     /// A negated condition held because its inner condition did not.
-    Not { condition: String },
+    Not {
+        condition: String,
+    },
 }
 
 impl std::fmt::Display for Evidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Evidence::Term { list, term, matched, start, end } => {
-                write!(f, "list {list:?}: term {term:?} matched {matched:?} at bytes {start}..{end}")
+            Evidence::Term {
+                list,
+                term,
+                matched,
+                start,
+                end,
+            } => {
+                write!(
+                    f,
+                    "list {list:?}: term {term:?} matched {matched:?} at bytes {start}..{end}"
+                )
             }
-            Evidence::Regex { pattern, matched, start, end, raw } => {
+            Evidence::Regex {
+                pattern,
+                matched,
+                start,
+                end,
+                raw,
+            } => {
                 let which = if *raw { "original" } else { "normalised" };
-                write!(f, "regex {pattern:?} matched {matched:?} in the {which} text at {start}..{end}")
+                write!(
+                    f,
+                    "regex {pattern:?} matched {matched:?} in the {which} text at {start}..{end}"
+                )
             }
             Evidence::Domain { list, domain, url } => {
                 write!(f, "domain list {list:?}: {url:?} is under {domain:?}")
@@ -202,7 +266,7 @@ pub struct Decision {
     /// Why each rule matched.
     pub matches: Vec<RuleMatch>,
     /// The policy that decided (sha256 of the policy file and its list files).
-    pub policy: String,
+    pub policy: std::sync::Arc<str>,
 }
 
 impl Decision {
@@ -257,11 +321,17 @@ mod tests {
         ] {
             push_deduplicated(&mut v, a);
         }
-        let summary: Vec<_> =
-            v.iter().map(|a| (a.kind.name(), a.duration.map(|d| d.to_string()))).collect();
+        let summary: Vec<_> = v
+            .iter()
+            .map(|a| (a.kind.name(), a.duration.map(|d| d.to_string())))
+            .collect();
         assert_eq!(
             summary,
-            [("delete", None), ("mute", Some("1h".to_string())), ("ban", None)]
+            [
+                ("delete", None),
+                ("mute", Some("1h".to_string())),
+                ("ban", None)
+            ]
         );
     }
 
@@ -277,7 +347,7 @@ mod tests {
             exempt: false,
             ladder_step: None,
             matches: vec![],
-            policy: "x".into(),
+            policy: std::sync::Arc::from("x"),
         };
         let json = serde_json::to_string(&d).unwrap();
         assert!(json.contains("\"strikes\":2,"), "{json}");

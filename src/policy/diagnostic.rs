@@ -39,7 +39,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}: {}", self.file, self.line, self.col, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {sev}: {}",
+            self.file, self.line, self.col, self.message
+        )?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
@@ -102,7 +106,8 @@ impl Diagnostics {
     }
 
     pub(crate) fn sort(&mut self) {
-        self.0.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        self.0
+            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         self.0.dedup();
     }
 }
@@ -127,7 +132,10 @@ mod tests {
 
     #[test]
     fn positions_are_one_based_and_count_characters() {
-        let src = Source { name: "p.toml", text: "ab\nпривет = 1\n" };
+        let src = Source {
+            name: "p.toml",
+            text: "ab\nпривет = 1\n",
+        };
         assert_eq!(src.position(0), (1, 1));
         assert_eq!(src.position(3), (2, 1));
         // "привет" is 12 bytes; the space after it is the 7th character.
@@ -139,10 +147,16 @@ mod tests {
 
     #[test]
     fn display_is_file_line_col() {
-        let src = Source { name: "p.toml", text: "x\ny" };
+        let src = Source {
+            name: "p.toml",
+            text: "x\ny",
+        };
         let mut d = src.diagnostic(Severity::Error, 2..3, "bad thing");
         assert_eq!(d.to_string(), "p.toml:2:1: error: bad thing");
         d.hint = Some("do this".into());
-        assert_eq!(d.to_string(), "p.toml:2:1: error: bad thing\n  hint: do this");
+        assert_eq!(
+            d.to_string(),
+            "p.toml:2:1: error: bad thing\n  hint: do this"
+        );
     }
 }

@@ -49,7 +49,9 @@ impl Duration {
                 ));
             };
             if digits.is_empty() {
-                return Err(format!("bad duration {text:?}: unit {c:?} has no number before it"));
+                return Err(format!(
+                    "bad duration {text:?}: unit {c:?} has no number before it"
+                ));
             }
             if last_unit.is_some_and(|last| pos <= last) {
                 return Err(format!(

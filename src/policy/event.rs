@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::Duration;
+use super::state::KeyBuilder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -21,8 +22,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] =
-        [EventKind::Message, EventKind::Edit, EventKind::Join, EventKind::Nick];
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Message,
+        EventKind::Edit,
+        EventKind::Join,
+        EventKind::Nick,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,12 +42,13 @@ impl EventKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Edits count with messages for rates: editing fast is flooding too.
-    pub(crate) fn rate_group(self) -> &'static str {
+    /// A small number naming the rate group, for counter keys. Edits count with messages:
+    /// editing fast is flooding too.
+    pub(crate) fn rate_group_id(self) -> u64 {
         match self {
-            EventKind::Message | EventKind::Edit => "message",
-            EventKind::Join => "join",
-            EventKind::Nick => "nick",
+            EventKind::Message | EventKind::Edit => 1,
+            EventKind::Join => 2,
+            EventKind::Nick => 3,
         }
     }
 
@@ -130,13 +136,47 @@ impl Event {
     /// The key strikes and rates follow: the person, across rooms and nick changes where the
     /// network knows their account.
     pub fn identity_key(&self) -> String {
+        let (prefix, name, lower) = self.identity_parts();
+        let mut out = String::with_capacity(prefix.len() + name.len());
+        out.push_str(prefix);
+        if lower {
+            out.extend(name.chars().flat_map(char::to_lowercase));
+        } else {
+            out.push_str(name);
+        }
+        out
+    }
+
+    /// The hash of [`Event::identity_key`] (the state key of strikes), without building it.
+    pub fn identity_hash(&self) -> u64 {
+        let (prefix, name, lower) = self.identity_parts();
+        let mut k = KeyBuilder::new();
+        k.bytes(prefix.as_bytes());
+        if lower && name.is_ascii() {
+            for b in name.bytes() {
+                k.bytes(&[b.to_ascii_lowercase()]);
+            }
+        } else if lower {
+            let mut buf = [0u8; 4];
+            for c in name.chars().flat_map(char::to_lowercase) {
+                k.bytes(c.encode_utf8(&mut buf).as_bytes());
+            }
+        } else {
+            k.bytes(name.as_bytes());
+        }
+        k.end_part();
+        k.finish()
+    }
+
+    /// (prefix, name, whether the name is compared case-insensitively).
+    fn identity_parts(&self) -> (&'static str, &str, bool) {
         if let Some(id) = &self.identity {
-            return id.clone();
+            return ("", id, false);
         }
         match (self.network, &self.account) {
-            (Network::Irc, Some(account)) => format!("irc:account:{}", account.to_lowercase()),
-            (Network::Irc, None) => format!("irc:nick:{}", self.sender.to_lowercase()),
-            (Network::Matrix, _) => format!("matrix:{}", self.sender),
+            (Network::Irc, Some(account)) => ("irc:account:", account, true),
+            (Network::Irc, None) => ("irc:nick:", &self.sender, true),
+            (Network::Matrix, _) => ("matrix:", &self.sender, false),
         }
     }
 }

@@ -18,7 +18,13 @@ use super::Policy;
 pub fn explain(policy: &Policy, event: &Event, state: &mut State) -> String {
     let (decision, trace) = policy.evaluate_traced(event, state);
     let mut out = String::new();
-    let _ = writeln!(out, "policy:     {} ({}, {})", policy.name(), policy.hash(), policy.mode().name());
+    let _ = writeln!(
+        out,
+        "policy:     {} ({}, {})",
+        policy.name(),
+        policy.hash(),
+        policy.mode().name()
+    );
     let _ = writeln!(
         out,
         "event:      {} on {} in {} from {}",
@@ -43,17 +49,30 @@ pub fn explain(policy: &Policy, event: &Event, state: &mut State) -> String {
     for (id, outcome) in &trace {
         let (label, evidence) = match outcome {
             RuleOutcome::Off => ("off".to_string(), None),
-            RuleOutcome::OutOfScope { why } => (format!("skipped: {why}"), None),
-            RuleOutcome::Unless { evidence } => ("skipped: `unless` held".to_string(), Some(evidence)),
+            RuleOutcome::OutOfScope { why } => (format!("skipped: {}", why.describe(event)), None),
+            RuleOutcome::Unless { evidence } => {
+                ("skipped: `unless` held".to_string(), Some(evidence))
+            }
             RuleOutcome::NoMatch => ("no match".to_string(), None),
-            RuleOutcome::Matched { dry_run: true, evidence } => ("MATCHED (dry-run: would act)".to_string(), Some(evidence)),
-            RuleOutcome::Matched { dry_run: false, evidence } => ("MATCHED".to_string(), Some(evidence)),
+            RuleOutcome::Matched {
+                dry_run: true,
+                evidence,
+            } => ("MATCHED (dry-run: would act)".to_string(), Some(evidence)),
+            RuleOutcome::Matched {
+                dry_run: false,
+                evidence,
+            } => ("MATCHED".to_string(), Some(evidence)),
         };
         let _ = writeln!(out, "  {id:width$}  {label}");
         for e in evidence.into_iter().flatten() {
             let _ = writeln!(out, "  {:width$}    {e}", "");
             if let Some(marker) = underline(&event.body, e) {
-                let _ = writeln!(out, "  {:width$}      {}", "", event.body.replace('\n', " "));
+                let _ = writeln!(
+                    out,
+                    "  {:width$}      {}",
+                    "",
+                    event.body.replace('\n', " ")
+                );
                 let _ = writeln!(out, "  {:width$}      {marker}", "");
             }
         }
@@ -81,7 +100,11 @@ pub fn summary(d: &Decision) -> String {
         }
         parts.push(s);
     }
-    let actions = if parts.is_empty() { "no action".to_string() } else { parts.join(", ") };
+    let actions = if parts.is_empty() {
+        "no action".to_string()
+    } else {
+        parts.join(", ")
+    };
     let mut line = format!(
         "decision:   {actions}; relay: {}; strikes: {}",
         if d.relay { "yes" } else { "no" },
@@ -92,7 +115,12 @@ pub fn summary(d: &Decision) -> String {
     }
     if !d.dry_run.is_empty() {
         let would: Vec<&str> = d.dry_run_actions.iter().map(|a| a.kind.name()).collect();
-        let _ = write!(line, "\ndry-run:    {} would have done: {}", d.dry_run.join(", "), would.join(", "));
+        let _ = write!(
+            line,
+            "\ndry-run:    {} would have done: {}",
+            d.dry_run.join(", "),
+            would.join(", ")
+        );
     }
     line
 }

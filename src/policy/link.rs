@@ -4,6 +4,8 @@
 //! bare domain whose top-level domain is one spammers use (`bit.ly/x`, `t.me/joinchat`).
 //! Bare names with file-like endings (`main.rs`, `node.js`) are not links. Must stay pure.
 
+use std::borrow::Cow;
+
 use unicode_normalization::UnicodeNormalization;
 
 use super::normalize::{is_invisible, strip_formatting};
@@ -19,25 +21,39 @@ pub struct Link {
 
 /// Top-level domains that count for bare domains without a scheme or `www.`.
 const BARE_TLDS: &[&str] = &[
-    "app", "biz", "buzz", "cc", "cf", "click", "club", "cn", "co", "com", "de", "dev", "eu",
-    "fun", "ga", "gg", "gq", "icu", "info", "io", "ir", "li", "link", "live", "ly", "me", "ml",
-    "net", "onion", "online", "org", "pw", "ru", "shop", "site", "space", "store", "su", "tk",
-    "to", "top", "tv", "uk", "us", "vip", "win", "ws", "xyz",
+    "app", "biz", "buzz", "cc", "cf", "click", "club", "cn", "co", "com", "de", "dev", "eu", "fun",
+    "ga", "gg", "gq", "icu", "info", "io", "ir", "li", "link", "live", "ly", "me", "ml", "net",
+    "onion", "online", "org", "pw", "ru", "shop", "site", "space", "store", "su", "tk", "to",
+    "top", "tv", "uk", "us", "vip", "win", "ws", "xyz",
 ];
 
 /// Finds the links in `text`.
 pub fn find_links(text: &str) -> Vec<Link> {
-    // Invisible characters and IRC formatting are removed and full-width forms folded, so
-    // that "bit\u{200B}.ly" and "bit．ly" are still found.
-    let cleaned: String = strip_formatting(text)
-        .chars()
-        .filter(|c| !is_invisible(*c) && !c.is_control() || c.is_whitespace())
-        .collect::<String>()
-        .nfkc()
-        .collect();
+    // Every form of link has a dot (or a full-width one that NFKC turns into a dot): most
+    // messages are done here.
+    if !text.as_bytes().contains(&b'.') && !text.contains('．') {
+        return Vec::new();
+    }
     let mut links = Vec::new();
-    for token in cleaned.split(|c: char| c.is_whitespace() || "<>\"'()[]{}".contains(c)) {
-        let token = token.trim_end_matches(|c: char| ".,;:!?".contains(c));
+    for raw in text.split(|c: char| c.is_whitespace() || "<>\"'()[]{}".contains(c)) {
+        if !raw.contains(['.', '．']) {
+            continue;
+        }
+        // Invisible characters and IRC formatting are removed and full-width forms folded,
+        // so that "bit\u{200B}.ly" and "bit．ly" are still found. Plain ASCII needs none of it.
+        let cleaned: Cow<'_, str> = if raw.bytes().all(|b| (0x21..0x80).contains(&b)) {
+            Cow::Borrowed(raw)
+        } else {
+            Cow::Owned(
+                strip_formatting(raw)
+                    .chars()
+                    .filter(|c| !is_invisible(*c) && !c.is_control())
+                    .collect::<String>()
+                    .nfkc()
+                    .collect(),
+            )
+        };
+        let token = cleaned.trim_end_matches(|c: char| ".,;:!?".contains(c));
         if let Some(link) = parse_link(token) {
             links.push(link);
         }
@@ -49,7 +65,11 @@ fn parse_link(token: &str) -> Option<Link> {
     let lower = token.to_lowercase();
     let (rest, bare) = if let Some(pos) = lower.find("://") {
         let scheme = &lower[..pos];
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+        {
             return None;
         }
         (&lower[pos + 3..], false)
@@ -62,7 +82,11 @@ fn parse_link(token: &str) -> Option<Link> {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = host_port.split(':').next().unwrap_or("").trim_end_matches('.');
+    let host = host_port
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('.');
     if !is_host(host) {
         return None;
     }
@@ -72,7 +96,10 @@ fn parse_link(token: &str) -> Option<Link> {
             return None;
         }
     }
-    Some(Link { url: token.to_string(), host: host.to_string() })
+    Some(Link {
+        url: token.to_string(),
+        host: host.to_string(),
+    })
 }
 
 fn is_host(host: &str) -> bool {
@@ -86,7 +113,10 @@ fn is_host(host: &str) -> bool {
 
 /// Whether `host` is `domain` or one of its subdomains.
 pub fn host_in_domain(host: &str, domain: &str) -> bool {
-    host == domain || host.strip_suffix(domain).is_some_and(|prefix| prefix.ends_with('.'))
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|prefix| prefix.ends_with('.'))
 }
 
 #[cfg(test)]
@@ -107,7 +137,10 @@ mod tests {
         assert_eq!(hosts("bit\u{200B}.ly/abc"), ["bit.ly"]);
         assert_eq!(hosts("bit．ly/abc"), ["bit.ly"]);
         assert_eq!(hosts("\x0304bit.ly/abc\x0f"), ["bit.ly"]);
-        assert_eq!(hosts("сайт.рф is not in the bare list but https://сайт.рф is"), ["сайт.рф"]);
+        assert_eq!(
+            hosts("сайт.рф is not in the bare list but https://сайт.рф is"),
+            ["сайт.рф"]
+        );
     }
 
     #[test]

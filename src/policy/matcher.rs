@@ -54,7 +54,7 @@ pub struct ListHit {
 struct ModeAutomaton {
     mode: MatchMode,
     automaton: AhoCorasick,
-    owners: Vec<Vec<(usize, usize)>>,
+    owners: Vec<Owners>,
 }
 
 /// All term lists of a policy, compiled.
@@ -66,8 +66,12 @@ pub struct TermMatcher {
 /// Collects the normalised patterns of every term, grouped by match mode.
 #[derive(Debug, Default)]
 pub struct TermMatcherBuilder {
-    modes: Vec<(MatchMode, Vec<String>, Vec<Vec<(usize, usize)>>)>,
+    /// Per match mode: the patterns, and per pattern its owners.
+    modes: Vec<(MatchMode, Vec<String>, Vec<Owners>)>,
 }
+
+/// The (list, term) pairs one pattern stands for.
+type Owners = Vec<(usize, usize)>;
 
 impl TermMatcherBuilder {
     /// Adds the normalised `patterns` of term `term` of list `list`.
@@ -106,13 +110,22 @@ impl TermMatcherBuilder {
                 .kind(Some(kind))
                 .build(&patterns)
                 .map_err(|e| format!("term lists too large to compile: {e}"))?;
-            automata.push(ModeAutomaton { mode, automaton, owners });
+            automata.push(ModeAutomaton {
+                mode,
+                automaton,
+                owners,
+            });
         }
         Ok(TermMatcher { automata })
     }
 }
 
 impl TermMatcher {
+    /// Whether any pattern occurs in `text`, boundaries not checked: the cheap first test.
+    pub fn any_match(&self, text: &str) -> bool {
+        self.automata.iter().any(|a| a.automaton.is_match(text))
+    }
+
     /// Every (list, term, span) found in any reading, deduplicated.
     pub fn find(&self, readings: &[Reading]) -> Vec<ListHit> {
         let mut hits: Vec<ListHit> = Vec::new();
@@ -124,7 +137,11 @@ impl TermMatcher {
                     }
                     let span = reading.original_span(m.range());
                     for &(list, term) in &a.owners[m.pattern().as_usize()] {
-                        let hit = ListHit { list, term, span: span.clone() };
+                        let hit = ListHit {
+                            list,
+                            term,
+                            span: span.clone(),
+                        };
                         if !hits.iter().any(|h| h.list == list && h.span == span) {
                             hits.push(hit);
                         }
@@ -195,7 +212,10 @@ pub fn fold_regex(pattern: &str, fold: &dyn Fn(char) -> Vec<char>) -> Result<Str
                     [one] => lit(span, *one),
                     many => Ast::group(ast::Group {
                         span,
-                        kind: ast::GroupKind::NonCapturing(ast::Flags { span, items: vec![] }),
+                        kind: ast::GroupKind::NonCapturing(ast::Flags {
+                            span,
+                            items: vec![],
+                        }),
                         ast: Box::new(Ast::concat(ast::Concat {
                             span,
                             asts: many.iter().map(|c| lit(span, *c)).collect(),
@@ -210,10 +230,14 @@ pub fn fold_regex(pattern: &str, fold: &dyn Fn(char) -> Vec<char>) -> Result<Str
             _ => {}
         }
     }
-    let mut parsed = ast::parse::Parser::new().parse(pattern).map_err(|e| format!("bad regex: {e}"))?;
+    let mut parsed = ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| format!("bad regex: {e}"))?;
     walk(&mut parsed, fold);
     let mut out = String::new();
-    ast::print::Printer::new().print(&parsed, &mut out).map_err(|e| e.to_string())?;
+    ast::print::Printer::new()
+        .print(&parsed, &mut out)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -277,21 +301,30 @@ mod tests {
 
     fn found(mode: MatchMode, terms: &[&str], text: &str) -> Vec<String> {
         let (n, m) = matcher(mode, terms);
-        m.find(&n.readings(text)).into_iter().map(|h| text[h.span].to_string()).collect()
+        m.find(&n.readings(text))
+            .into_iter()
+            .map(|h| text[h.span].to_string())
+            .collect()
     }
 
     #[test]
     fn modes_decide_what_counts() {
         assert_eq!(found(MatchMode::Word, &["ass"], "class ass"), ["ass"]);
         assert_eq!(found(MatchMode::Substring, &["ass"], "class"), ["ass"]);
-        assert_eq!(found(MatchMode::Prefix, &["spam"], "spammer xspam"), ["spam"]);
+        assert_eq!(
+            found(MatchMode::Prefix, &["spam"], "spammer xspam"),
+            ["spam"]
+        );
         assert!(found(MatchMode::Word, &["spam"], "spammer").is_empty());
     }
 
     #[test]
     fn spans_are_in_the_original_text() {
         assert_eq!(found(MatchMode::Word, &["idiot"], "you 1D1OT!"), ["1D1OT"]);
-        assert_eq!(found(MatchMode::Word, &["fuck"], "so f . u . c . k"), ["f . u . c . k"]);
+        assert_eq!(
+            found(MatchMode::Word, &["fuck"], "so f . u . c . k"),
+            ["f . u . c . k"]
+        );
     }
 
     #[test]
@@ -308,7 +341,9 @@ mod tests {
 
     #[test]
     fn regex_size_is_limited() {
-        assert!(compile_regex("(a{1000}){1000}").unwrap_err().contains("too large"));
+        assert!(compile_regex("(a{1000}){1000}")
+            .unwrap_err()
+            .contains("too large"));
         assert!(compile_regex("a(").unwrap_err().contains("bad regex"));
         let bank = RegexBank::new(vec![
             ("b+".into(), compile_regex("b+").unwrap()),

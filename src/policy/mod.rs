@@ -10,7 +10,7 @@
 //! through a function the caller passes in), read the clock, or know about IRC or Matrix
 //! beyond the plain [`Event`] type: no tokio, sled, irc or matrix-sdk here.
 
-pub mod condition;
+pub(crate) mod condition;
 pub mod decision;
 pub mod diagnostic;
 pub mod duration;
@@ -85,6 +85,19 @@ pub(crate) struct List {
     pub mode: MatchMode,
 }
 
+/// The most roles a policy may define: they are held in one 64-bit set per event.
+pub const MAX_ROLES: usize = 64;
+
+/// The roles a sender holds, by role index.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RoleSet(u64);
+
+impl RoleSet {
+    pub fn holds(self, role: usize) -> bool {
+        self.0 >> role & 1 == 1
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Role {
     pub name: String,
@@ -96,13 +109,14 @@ pub(crate) struct Role {
 
 impl Role {
     fn held_by(&self, ev: &Event) -> bool {
-        if ev.roles.iter().any(|r| *r == self.name) {
+        if ev.roles.contains(&self.name) {
             return true;
         }
         match ev.network {
             Network::Matrix => {
-                self.matrix_power_level.is_some_and(|min| ev.power_level.is_some_and(|pl| pl >= min))
-                    || self.matrix_users.iter().any(|u| *u == ev.sender)
+                self.matrix_power_level
+                    .is_some_and(|min| ev.power_level.is_some_and(|pl| pl >= min))
+                    || self.matrix_users.contains(&ev.sender)
             }
             Network::Irc => {
                 ev.irc_modes.chars().any(|m| self.irc_modes.contains(&m))
@@ -155,7 +169,7 @@ pub struct Escalation {
 #[derive(Debug, Default)]
 pub(crate) struct Trackers {
     /// (event kind group, scope) pairs that rate conditions read.
-    pub rates: Vec<(&'static str, RatePer)>,
+    pub rates: Vec<(u64, RatePer)>,
     pub rate_cap: usize,
     pub rate_horizon: Duration,
     pub repeats: Vec<RepeatScope>,
@@ -167,7 +181,7 @@ pub(crate) struct Trackers {
 pub struct Policy {
     pub(crate) name: String,
     pub(crate) file: String,
-    pub(crate) hash: String,
+    pub(crate) hash: std::sync::Arc<str>,
     pub(crate) mode: Mode,
     pub(crate) normalizer: Normalizer,
     pub(crate) lists: Vec<List>,
@@ -245,16 +259,27 @@ impl Policy {
     /// Whether the sender of `event` holds the role `name` as this policy defines it
     /// (e.g. "moderator" for command authorisation). False for unknown roles.
     pub fn holds_role(&self, event: &Event, name: &str) -> bool {
-        self.roles.iter().any(|r| r.name == name && r.held_by(event))
+        self.roles
+            .iter()
+            .any(|r| r.name == name && r.held_by(event))
     }
 
     /// The longest window any counter needs: what the daemon passes to [`State::prune`].
     pub fn state_horizon(&self) -> Duration {
-        self.trackers.rate_horizon.max(self.trackers.repeat_horizon).max(Duration::from_millis(60_000))
+        self.trackers
+            .rate_horizon
+            .max(self.trackers.repeat_horizon)
+            .max(Duration::from_millis(60_000))
     }
 
-    fn roles_of(&self, ev: &Event) -> Vec<bool> {
-        self.roles.iter().map(|r| r.held_by(ev)).collect()
+    fn roles_of(&self, ev: &Event) -> RoleSet {
+        RoleSet(
+            self.roles
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.held_by(ev))
+                .fold(0, |set, (i, _)| set | 1 << i),
+        )
     }
 }
 

@@ -176,9 +176,9 @@ impl Normalizer {
 
     /// All readings of `text`; the first is the primary one. Never empty.
     pub fn readings(&self, text: &str) -> Vec<Reading> {
-        let chars = self.fold(text);
-        let ambiguous = chars.iter().any(|c| c.alt.is_some());
-        let long_runs = self.options.collapse_repeats && has_long_run(&chars);
+        let folded = self.fold(text);
+        let ambiguous = folded.ambiguous;
+        let long_runs = self.options.collapse_repeats && folded.long_run;
         let mut out = Vec::with_capacity(1 + usize::from(ambiguous) + usize::from(long_runs));
         for use_alt in [false, true] {
             if use_alt && !ambiguous {
@@ -188,10 +188,90 @@ impl Normalizer {
                 if keep == 2 && !long_runs {
                     continue;
                 }
-                out.push(self.reading(&chars, use_alt, keep));
+                out.push(self.reading(&folded, use_alt, keep));
             }
         }
         out
+    }
+
+    /// The primary reading's text alone, when the text is simple enough that no sequence
+    /// step (leetspeak, repeats, spaced letters, mark clusters, formatting codes) applies;
+    /// otherwise None and the caller uses [`Normalizer::readings`]. Much cheaper than a full
+    /// reading, which also maps every character back to the original: evaluation searches
+    /// this text first and builds full readings only when something may match. The same pass
+    /// counts capitals; the repeat fingerprint is computed from the result.
+    pub fn quick_text(&self, text: &str) -> Option<QuickText> {
+        let opts = &self.options;
+        let mut s = QuickScan::new(text.len());
+        let bytes = text.as_bytes();
+        let ascii = &self.table.ascii;
+        let compose_check = !opts.strip_marks;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b < 0x80 {
+                let e = ascii[b as usize];
+                if e.decline {
+                    return None;
+                }
+                s.upper += usize::from(b.is_ascii_uppercase());
+                s.cased += usize::from(b.is_ascii_alphabetic());
+                s.push(e.out[0] as char, e.class, e.leet_source);
+                if e.len == 2 {
+                    s.push(e.out[1] as char, e.class, e.leet_source);
+                }
+                i += 1;
+                continue;
+            }
+            if (0xC2..0xE0).contains(&b) && !compose_check && i + 1 < bytes.len() {
+                // Two-byte UTF-8 (Cyrillic, Greek, Arabic script...): decoded by hand and
+                // folded from the eagerly built low table.
+                let cp = (u32::from(b & 0x1F) << 6) | u32::from(bytes[i + 1] & 0x3F);
+                let block = &self.table.low[(cp >> 8) as usize];
+                let e = block.entries[(cp & 0xFF) as usize];
+                // "и" followed by a combining breve is "й": the full path composes it.
+                if (cp == 0x438 || cp == 0x418) && bytes.get(i + 2) == Some(&0xCC) {
+                    return None;
+                }
+                s.upper += usize::from(e & E_SOURCE_UPPER != 0);
+                s.cased += usize::from(e & (E_SOURCE_UPPER | E_SOURCE_LOWER) != 0);
+                FoldTable::emit_entry(block, e, |ch, class| s.push(ch, class, false));
+                i += 2;
+                continue;
+            }
+            let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
+            let len = c.len_utf8();
+            if (compose_check || matches!(c, 'и' | 'И'))
+                && text[i + len..]
+                    .chars()
+                    .next()
+                    .is_some_and(|n| self.table.is_mark(n))
+            {
+                return None;
+            }
+            let (upper, lower) = self.table.case_of(c);
+            s.upper += usize::from(upper);
+            s.cased += usize::from(upper || lower);
+            self.table
+                .fold_with(c, opts, |ch, class| s.push(ch, class, false));
+            i += len;
+        }
+        s.finish(opts)
+    }
+
+    /// Upper-case letters and letters with case in `text`, from the cached tables.
+    pub fn case_counts(&self, text: &str) -> (usize, usize) {
+        let (mut upper, mut cased) = (0, 0);
+        for c in text.chars() {
+            let (u, l) = if c.is_ascii() {
+                (c.is_ascii_uppercase(), c.is_ascii_lowercase())
+            } else {
+                self.table.case_of(c)
+            };
+            upper += usize::from(u);
+            cased += usize::from(u || l);
+        }
+        (upper, cased)
     }
 
     /// The primary reading only: what regexes and repeat fingerprints see.
@@ -218,12 +298,20 @@ impl Normalizer {
         out
     }
 
-    /// Per-character folding plus leetspeak: the common input of every reading.
-    fn fold(&self, text: &str) -> Vec<FChar> {
+    /// Per-character folding plus leetspeak: the common input of every reading. Also notes
+    /// which of the sequence steps can apply, so that most texts skip them entirely.
+    fn fold(&self, text: &str) -> Folded {
         let opts = &self.options;
-        let mut out: Vec<FChar> = Vec::with_capacity(text.len());
-        let mut soft_pending = false;
-        let mut buf: Vec<char> = Vec::new();
+        let mut f = Folded {
+            chars: Vec::with_capacity(text.len()),
+            leet_sources: false,
+            ambiguous: false,
+            long_run: false,
+            singles: 0,
+            soft_pending: false,
+            run_len: 0,
+            word_len: 0,
+        };
         let mut iter = text.char_indices().peekable();
         while let Some((i, c)) = iter.next() {
             if opts.strip_formatting && is_format_code(c) {
@@ -234,12 +322,11 @@ impl Normalizer {
             // A base letter with combining marks after it is composed as a whole where
             // composition changes the outcome: always when marks are kept, and for the one
             // letter whose mark is part of the letter (Russian "й" typed as "и" + breve).
-            let cluster = iter.peek().is_some_and(|(_, n)| is_combining_mark(*n))
-                && (!opts.strip_marks || matches!(c, 'и' | 'И'));
-            buf.clear();
+            let cluster = (!opts.strip_marks || matches!(c, 'и' | 'И'))
+                && iter.peek().is_some_and(|(_, n)| self.table.is_mark(*n));
             if cluster {
                 while let Some((j, n)) = iter.peek().copied() {
-                    if !is_combining_mark(n) {
+                    if !self.table.is_mark(n) {
                         break;
                     }
                     iter.next();
@@ -251,51 +338,43 @@ impl Normalizer {
                     text[i..end].nfc().collect()
                 };
                 for ch in composed.chars() {
-                    self.table.fold_into(ch, opts, &mut buf);
-                }
-            } else {
-                self.table.fold_into(c, opts, &mut buf);
-            }
-            if buf.is_empty() {
-                if opts.strip_invisible && is_soft_break(c) {
-                    soft_pending = true;
+                    self.table
+                        .fold_with(ch, opts, |out, class| f.push(out, class, i, end, c));
                 }
                 continue;
             }
-            for &ch in &buf {
-                if ch == ' ' && out.last().is_none_or(|l| l.c == ' ') {
-                    // Whitespace runs collapse to one space; leading whitespace goes.
-                    if let Some(last) = out.last_mut() {
-                        last.end = end as u32;
-                    }
-                    continue;
-                }
-                out.push(FChar {
-                    c: ch,
-                    start: i as u32,
-                    end: end as u32,
-                    soft_break: std::mem::take(&mut soft_pending),
-                    leet: is_leet_source(c),
-                    alt: None,
-                });
+            let produced = self
+                .table
+                .fold_with(c, opts, |out, class| f.push(out, class, i, end, c));
+            if produced == 0 && opts.strip_invisible && is_soft_break(c) {
+                f.soft_pending = true;
             }
         }
-        if opts.leetspeak {
-            apply_leetspeak(&mut out);
+        f.singles += usize::from(f.word_len == 1);
+        if opts.leetspeak && f.leet_sources {
+            apply_leetspeak(&mut f.chars);
+            // Leetspeak turns symbols into letters: words and runs may have changed.
+            f.ambiguous = f.chars.iter().any(|c| c.alt.is_some());
+            f.long_run = has_long_run(&f.chars);
+            f.singles = count_singles(&f.chars);
         }
-        out
+        f
     }
 
-    fn reading(&self, chars: &[FChar], use_alt: bool, keep: usize) -> Reading {
-        let mut picked: Vec<FChar> = Vec::with_capacity(chars.len());
-        for fc in chars {
-            let mut fc = *fc;
-            if use_alt {
+    fn reading(&self, folded: &Folded, use_alt: bool, keep: usize) -> Reading {
+        let simple = !(use_alt
+            || (self.options.collapse_repeats && folded.long_run)
+            || (self.options.join_spaced_letters && folded.singles >= 3));
+        if simple {
+            return build_reading(folded.chars.iter().map(|fc| (fc, 0)));
+        }
+        let mut picked: Vec<FChar> = folded.chars.clone();
+        if use_alt {
+            for fc in &mut picked {
                 if let Some(alt) = fc.alt {
                     fc.c = alt;
                 }
             }
-            picked.push(fc);
         }
         if self.options.collapse_repeats {
             picked = collapse_repeats(picked, keep);
@@ -305,24 +384,259 @@ impl Normalizer {
         } else {
             vec![0; picked.len()]
         };
-        let mut text = String::with_capacity(picked.len());
-        let mut offsets = Vec::with_capacity(picked.len());
-        let mut meta = Vec::with_capacity(picked.len());
-        for (fc, run) in picked.iter().zip(runs) {
-            offsets.push(text.len() as u32);
-            text.push(fc.c);
-            meta.push(Meta { start: fc.start, end: fc.end, soft_break: fc.soft_break, run });
-        }
-        Reading { text, offsets, meta }
+        build_reading(picked.iter().zip(runs))
+    }
+}
+
+fn build_reading<'a>(chars: impl ExactSizeIterator<Item = (&'a FChar, u32)>) -> Reading {
+    let n = chars.len();
+    let mut text = String::with_capacity(n * 2);
+    let mut offsets = Vec::with_capacity(n);
+    let mut meta = Vec::with_capacity(n);
+    for (fc, run) in chars {
+        offsets.push(text.len() as u32);
+        text.push(fc.c);
+        meta.push(Meta {
+            start: fc.start,
+            end: fc.end,
+            soft_break: fc.soft_break,
+            run,
+        });
+    }
+    Reading {
+        text,
+        offsets,
+        meta,
     }
 }
 
 const ZWNJ: char = '\u{200C}';
 
+/// What the quick path computes in one pass: the primary text, capitals, and a fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuickText {
+    pub text: String,
+    /// Upper-case letters and letters with case in the original text.
+    pub upper: usize,
+    pub cased: usize,
+    /// A hash of the text without ASCII spacing and punctuation; None if nothing is left.
+    pub fingerprint: Option<u64>,
+}
+
+/// FNV-1a offset basis and prime, for fingerprints.
+pub(crate) const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// The state of a quick pass: the output so far, and what would make it decline. The
+/// checks mirror the sequence steps (leetspeak, repeats, spaced letters) and are kept
+/// branch-light: they run for every character of every message.
+struct QuickScan {
+    out: String,
+    last: char,
+    last_class: u8,
+    run_len: u32,
+    // The current token (letters, digits, leet symbols): has it letters, leet sources?
+    tok_letter: bool,
+    tok_leet: bool,
+    // The current word (letters, digits): its length (capped at 2); one-letter words in a
+    // row; the spacing since the last word (4 means "not only spacing").
+    word_len: u8,
+    singles_in_row: u32,
+    gap: u32,
+    /// Something the quick path does not do may apply.
+    leet: bool,
+    repeats: bool,
+    spaced: bool,
+    upper: usize,
+    cased: usize,
+}
+
+impl QuickScan {
+    fn new(len: usize) -> Self {
+        QuickScan {
+            out: String::with_capacity(len + len / 8),
+            last: '\0',
+            last_class: SPACE,
+            run_len: 0,
+            tok_letter: false,
+            tok_leet: false,
+            word_len: 0,
+            singles_in_row: 0,
+            gap: 0,
+            leet: false,
+            repeats: false,
+            spaced: false,
+            upper: 0,
+            cased: 0,
+        }
+    }
+
+    /// Appends one output character (the caller declines on the flags at the end).
+    #[inline(always)]
+    fn push(&mut self, ch: char, class: u8, leet_source: bool) {
+        if class == SPACE && self.last_class == SPACE {
+            return; // whitespace runs collapse; leading whitespace goes
+        }
+        let letter = class == LETTER;
+        let word = letter || class == DIGIT;
+        let in_token = word || leet_source;
+        self.leet |= !in_token & self.tok_letter & self.tok_leet;
+        self.tok_letter = in_token & (self.tok_letter | (letter & !leet_source));
+        self.tok_leet = in_token & (self.tok_leet | leet_source);
+
+        self.run_len = if letter && ch == self.last {
+            self.run_len + 1
+        } else {
+            1
+        };
+        self.repeats |= self.run_len >= 3;
+
+        if word {
+            if self.word_len == 0 && self.gap > 3 {
+                self.singles_in_row = 0;
+            }
+            self.word_len = (self.word_len + 1).min(2);
+            self.gap = 0;
+        } else {
+            match self.word_len {
+                1 => self.singles_in_row += 1,
+                2 => self.singles_in_row = 0,
+                _ => {}
+            }
+            self.spaced |= self.singles_in_row >= 3;
+            self.word_len = 0;
+            self.gap = if is_spacing(ch) { self.gap + 1 } else { 4 };
+        }
+
+        self.out.push(ch);
+        self.last = ch;
+        self.last_class = class;
+    }
+
+    fn finish(self, o: &Options) -> Option<QuickText> {
+        let tail_singles = self.singles_in_row + u32::from(self.word_len == 1 && self.gap <= 3);
+        let leet = self.leet || (self.tok_letter && self.tok_leet);
+        if (leet && o.leetspeak)
+            || (self.repeats && o.collapse_repeats)
+            || ((self.spaced || tail_singles >= 3) && o.join_spaced_letters)
+        {
+            return None;
+        }
+        let text = self.out;
+        let fingerprint = fingerprint(&text);
+        Some(QuickText {
+            text,
+            upper: self.upper,
+            cased: self.cased,
+            fingerprint,
+        })
+    }
+}
+
+/// A hash of normalised text without ASCII spacing and punctuation: equal for messages that
+/// differ only in case, spacing, punctuation or evasion tricks. None if nothing is left.
+pub fn fingerprint(normalised: &str) -> Option<u64> {
+    let mut h = FNV_BASIS;
+    let mut any = false;
+    for b in normalised.bytes() {
+        if b.is_ascii() && !b.is_ascii_alphanumeric() {
+            continue;
+        }
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        any = true;
+    }
+    any.then(|| crate::policy::state::mix(h))
+}
+
+/// The fold of an ASCII character, for the quick path's byte loop.
+#[derive(Debug, Clone, Copy, Default)]
+struct AsciiFold {
+    out: [u8; 2],
+    len: u8,
+    class: u8,
+    leet_source: bool,
+    /// The quick path cannot handle this character (formatting codes, long folds).
+    decline: bool,
+}
+
+/// Character classes the sequence steps need, cached with every fold so that the per-message
+/// work never looks up Unicode properties.
+const OTHER: u8 = 0;
+const LETTER: u8 = 1;
+const DIGIT: u8 = 2;
+const SPACE: u8 = 3;
+
+fn class_of(c: char) -> u8 {
+    if c == ' ' {
+        SPACE
+    } else if c.is_alphabetic() {
+        LETTER
+    } else if c.is_numeric() {
+        DIGIT
+    } else {
+        OTHER
+    }
+}
+
+fn is_word_class(class: u8) -> bool {
+    class == LETTER || class == DIGIT
+}
+
+/// The folded characters of a text and what the sequence steps will have to do.
+struct Folded {
+    chars: Vec<FChar>,
+    leet_sources: bool,
+    /// Some character may stand for two letters: a second reading is needed.
+    ambiguous: bool,
+    /// A run of three or more identical letters exists.
+    long_run: bool,
+    /// How many one-character words there are (spaced letters need three).
+    singles: usize,
+    // Scratch state while folding.
+    soft_pending: bool,
+    run_len: usize,
+    word_len: usize,
+}
+
+impl Folded {
+    fn push(&mut self, ch: char, class: u8, start: usize, end: usize, source: char) {
+        if class == SPACE && self.chars.last().is_none_or(|l| l.class == SPACE) {
+            // Whitespace runs collapse to one space; leading whitespace goes.
+            if let Some(last) = self.chars.last_mut() {
+                last.end = end as u32;
+            }
+            return;
+        }
+        let leet = is_leet_source(source);
+        self.leet_sources |= leet;
+        match self.chars.last() {
+            Some(l) if l.c == ch && class == LETTER => self.run_len += 1,
+            _ => self.run_len = 1,
+        }
+        self.long_run |= self.run_len >= 3;
+        if is_word_class(class) {
+            self.word_len += 1;
+        } else {
+            self.singles += usize::from(self.word_len == 1);
+            self.word_len = 0;
+        }
+        self.chars.push(FChar {
+            c: ch,
+            class,
+            start: start as u32,
+            end: end as u32,
+            soft_break: std::mem::take(&mut self.soft_pending),
+            leet,
+            alt: None,
+        });
+    }
+}
+
 /// A folded character on its way to a reading.
 #[derive(Debug, Clone, Copy)]
 struct FChar {
     c: char,
+    class: u8,
     start: u32,
     end: u32,
     soft_break: bool,
@@ -330,6 +644,13 @@ struct FChar {
     leet: bool,
     /// The second letter an ambiguous leetspeak character may stand for.
     alt: Option<char>,
+}
+
+fn is_format_code(c: char) -> bool {
+    matches!(
+        c,
+        '\x02' | '\x03' | '\x04' | '\x0F' | '\x11' | '\x16' | '\x1D' | '\x1E' | '\x1F'
+    )
 }
 
 /// Removes IRC formatting codes (bold, colours with their parameters, reset, ...).
@@ -344,10 +665,6 @@ pub fn strip_formatting(text: &str) -> String {
         }
     }
     out
-}
-
-fn is_format_code(c: char) -> bool {
-    matches!(c, '\x02' | '\x03' | '\x04' | '\x0F' | '\x11' | '\x16' | '\x1D' | '\x1E' | '\x1F')
 }
 
 /// Consumes the parameters of a colour code: `\x03[fg[,bg]]` with 1-2 digits each, or
@@ -370,7 +687,8 @@ fn skip_format_params(code: char, iter: &mut std::iter::Peekable<std::str::CharI
         return;
     }
     let mut ahead = iter.clone();
-    if ahead.next().is_some_and(|(_, c)| c == ',') && ahead.peek().is_some_and(|(_, c)| is_digit(*c))
+    if ahead.next().is_some_and(|(_, c)| c == ',')
+        && ahead.peek().is_some_and(|(_, c)| is_digit(*c))
     {
         iter.next();
         take(iter);
@@ -425,14 +743,22 @@ fn strip_marks_into(chars: &[char], out: &mut Vec<char>) {
             }
             continue;
         }
-        let base: String = c.to_string().nfd().filter(|m| !is_combining_mark(*m)).collect();
+        let base: String = c
+            .to_string()
+            .nfd()
+            .filter(|m| !is_combining_mark(*m))
+            .collect();
         out.extend(base.nfc());
     }
 }
 
 /// The per-character steps, in the order the policy format lists them.
 fn fold_char(c: char, o: &Options) -> Vec<char> {
-    let mut v: Vec<char> = if o.nfkc { c.to_string().nfkc().collect() } else { vec![c] };
+    let mut v: Vec<char> = if o.nfkc {
+        c.to_string().nfkc().collect()
+    } else {
+        vec![c]
+    };
     if o.strip_invisible {
         v.retain(|c| !is_invisible(*c));
     }
@@ -485,59 +811,171 @@ fn fold_char(c: char, o: &Options) -> Vec<char> {
 #[derive(Debug)]
 struct FoldTable {
     options: Options,
+    /// U+0000..U+07FF, built eagerly: ASCII, Latin, Greek, Cyrillic, Armenian, Hebrew and
+    /// Arabic (Persian) letters, where most chat text lives.
+    low: Box<[Block]>,
+    /// The rest of the BMP, built on first use.
     blocks: Box<[OnceLock<Block>]>,
+    ascii: [AsciiFold; 128],
 }
+
+/// Code points below this are in `FoldTable::low`: all two-byte UTF-8.
+const LOW_END: u32 = 0x800;
 
 #[derive(Debug)]
 struct Block {
-    /// A char value, `REMOVE`, or `MULTI | len << 24 | offset` into `multi`.
+    /// Per code point: see the `E_*` layout below.
     entries: [u32; 256],
-    multi: Vec<char>,
+    /// Outputs longer than one character, with their classes.
+    multi: Vec<(char, u8)>,
 }
 
-const REMOVE: u32 = u32::MAX;
-const MULTI: u32 = 1 << 31;
+// Layout of a table entry. A single output character is stored in the low 21 bits with its
+// class; a longer output is an offset into `Block::multi` with its length.
+const E_CHAR: u32 = (1 << 21) - 1;
+const E_CLASS_SHIFT: u32 = 21; // 2 bits
+const E_SOURCE_MARK: u32 = 1 << 23; // the input character is a combining mark
+const E_LEN_SHIFT: u32 = 24; // 5 bits: 0 for a single character, else the multi length
+const E_LEN_MASK: u32 = 0x1F;
+const E_SOURCE_UPPER: u32 = 1 << 29; // the input character is upper case
+const E_REMOVE: u32 = 1 << 30; // no output at all
+const E_SOURCE_LOWER: u32 = 1 << 31; // the input character is lower case
 
 impl FoldTable {
     fn new(options: Options) -> Self {
-        FoldTable { options, blocks: (0..256).map(|_| OnceLock::new()).collect() }
+        let mut ascii = [AsciiFold::default(); 128];
+        for (b, entry) in ascii.iter_mut().enumerate() {
+            let c = char::from(b as u8);
+            let folded = fold_char(c, &options);
+            entry.leet_source = is_leet_source(c);
+            entry.decline = (is_format_code(c) && options.strip_formatting)
+                || folded.len() > 2
+                || folded.iter().any(|f| !f.is_ascii());
+            if !entry.decline {
+                for (k, f) in folded.iter().enumerate() {
+                    entry.out[k] = *f as u8;
+                }
+                entry.len = folded.len() as u8;
+                // Multi-character folds of ASCII (m -> rn) are letters.
+                entry.class = folded.first().map_or(OTHER, |f| class_of(*f));
+            }
+        }
+        let mut table = FoldTable {
+            options,
+            low: Box::new([]),
+            blocks: (0..256).map(|_| OnceLock::new()).collect(),
+            ascii,
+        };
+        table.low = (0..LOW_END >> 8).map(|b| table.build(b)).collect();
+        table
+    }
+
+    #[inline]
+    fn block(&self, cp: u32) -> &Block {
+        if cp < LOW_END {
+            &self.low[(cp >> 8) as usize]
+        } else {
+            self.blocks[(cp >> 8) as usize].get_or_init(|| self.build(cp >> 8))
+        }
+    }
+
+    /// Calls `emit` with the output of a table entry of `block`.
+    #[inline(always)]
+    fn emit_entry(block: &Block, e: u32, mut emit: impl FnMut(char, u8)) {
+        if e & E_REMOVE != 0 {
+            return;
+        }
+        let len = ((e >> E_LEN_SHIFT) & E_LEN_MASK) as usize;
+        if len == 0 {
+            let ch = char::from_u32(e & E_CHAR).unwrap_or('\u{FFFD}');
+            emit(ch, ((e >> E_CLASS_SHIFT) & 3) as u8);
+        } else {
+            let off = (e & E_CHAR) as usize;
+            for &(ch, class) in &block.multi[off..off + len] {
+                emit(ch, class);
+            }
+        }
+    }
+
+    /// Whether `c` is a combining mark (read from the table for BMP characters).
+    fn is_mark(&self, c: char) -> bool {
+        let cp = c as u32;
+        if cp < 0x300 {
+            return false; // no marks below the combining diacritics block
+        }
+        if cp >= 0x10000 {
+            return is_combining_mark(c);
+        }
+        self.block(cp).entries[(cp & 0xFF) as usize] & E_SOURCE_MARK != 0
+    }
+
+    /// Whether `c` is (upper case, lower case).
+    fn case_of(&self, c: char) -> (bool, bool) {
+        let cp = c as u32;
+        if cp >= 0x10000 {
+            return (c.is_uppercase(), c.is_lowercase());
+        }
+        let e = self.block(cp).entries[(cp & 0xFF) as usize];
+        (e & E_SOURCE_UPPER != 0, e & E_SOURCE_LOWER != 0)
+    }
+
+    /// Calls `emit` with each output character of `c` and its class; returns how many.
+    fn fold_with(&self, c: char, o: &Options, mut emit: impl FnMut(char, u8)) -> usize {
+        let cp = c as u32;
+        if cp >= 0x10000 {
+            let out = fold_char(c, o);
+            for &ch in &out {
+                emit(ch, class_of(ch));
+            }
+            return out.len();
+        }
+        let block = self.block(cp);
+        let e = block.entries[(cp & 0xFF) as usize];
+        if e & E_REMOVE != 0 {
+            return 0;
+        }
+        let len = ((e >> E_LEN_SHIFT) & E_LEN_MASK) as usize;
+        if len == 0 {
+            let ch = char::from_u32(e & E_CHAR).unwrap_or('\u{FFFD}');
+            emit(ch, ((e >> E_CLASS_SHIFT) & 3) as u8);
+            return 1;
+        }
+        let off = (e & E_CHAR) as usize;
+        for &(ch, class) in &block.multi[off..off + len] {
+            emit(ch, class);
+        }
+        len
     }
 
     fn fold_into(&self, c: char, o: &Options, out: &mut Vec<char>) {
-        let cp = c as u32;
-        if cp >= 0x10000 {
-            out.extend(fold_char(c, o));
-            return;
-        }
-        let block = self.blocks[(cp >> 8) as usize].get_or_init(|| self.build(cp >> 8));
-        let e = block.entries[(cp & 0xFF) as usize];
-        if e == REMOVE {
-        } else if e & MULTI != 0 {
-            let len = ((e >> 24) & 0x7F) as usize;
-            let off = (e & 0x00FF_FFFF) as usize;
-            out.extend_from_slice(&block.multi[off..off + len]);
-        } else if let Some(ch) = char::from_u32(e) {
-            out.push(ch);
-        }
+        self.fold_with(c, o, |ch, _| out.push(ch));
     }
 
     fn build(&self, block: u32) -> Block {
-        let mut entries = [REMOVE; 256];
+        let mut entries = [E_REMOVE; 256];
         let mut multi = Vec::new();
         for (low, entry) in entries.iter_mut().enumerate() {
             let Some(c) = char::from_u32(block << 8 | low as u32) else {
                 continue; // surrogates
             };
-            let folded = fold_char(c, &self.options);
-            *entry = match folded.as_slice() {
-                [] => REMOVE,
-                [one] => *one as u32,
-                many => {
-                    let e = MULTI | (many.len() as u32) << 24 | multi.len() as u32;
-                    multi.extend_from_slice(many);
-                    e
-                }
-            };
+            let mark = if is_combining_mark(c) {
+                E_SOURCE_MARK
+            } else {
+                0
+            } | if c.is_uppercase() { E_SOURCE_UPPER } else { 0 }
+                | if c.is_lowercase() { E_SOURCE_LOWER } else { 0 };
+            let mut folded = fold_char(c, &self.options);
+            folded.truncate(E_LEN_MASK as usize); // the longest NFKC expansion is 18
+            *entry = mark
+                | match folded.as_slice() {
+                    [] => E_REMOVE,
+                    [one] => *one as u32 | u32::from(class_of(*one)) << E_CLASS_SHIFT,
+                    many => {
+                        let e = (many.len() as u32) << E_LEN_SHIFT | multi.len() as u32;
+                        multi.extend(many.iter().map(|c| (*c, class_of(*c))));
+                        e
+                    }
+                };
         }
         Block { entries, multi }
     }
@@ -572,7 +1010,7 @@ fn leet_letter(c: char) -> Option<(char, Option<char>)> {
 fn apply_leetspeak(chars: &mut [FChar]) {
     let mut i = 0;
     while i < chars.len() {
-        let in_token = |c: &FChar| c.c.is_alphanumeric() || (c.leet && leet_letter(c.c).is_some());
+        let in_token = |c: &FChar| is_word_class(c.class) || (c.leet && leet_letter(c.c).is_some());
         if !in_token(&chars[i]) {
             i += 1;
             continue;
@@ -582,7 +1020,7 @@ fn apply_leetspeak(chars: &mut [FChar]) {
             i += 1;
         }
         let token = &mut chars[start..i];
-        if !token.iter().any(|c| c.c.is_alphabetic() && !c.leet) {
+        if !token.iter().any(|c| c.class == LETTER && !c.leet) {
             continue;
         }
         let last = token.len() - 1;
@@ -601,6 +1039,7 @@ fn apply_leetspeak(chars: &mut [FChar]) {
             }
             if let Some((letter, alt)) = leet_letter(fc.c) {
                 fc.c = letter;
+                fc.class = LETTER;
                 fc.alt = alt;
             }
         }
@@ -608,7 +1047,23 @@ fn apply_leetspeak(chars: &mut [FChar]) {
 }
 
 fn has_long_run(chars: &[FChar]) -> bool {
-    chars.windows(3).any(|w| w[0].c.is_alphabetic() && w[0].c == w[1].c && w[1].c == w[2].c)
+    chars
+        .windows(3)
+        .any(|w| w[0].class == LETTER && w[0].c == w[1].c && w[1].c == w[2].c)
+}
+
+fn count_singles(chars: &[FChar]) -> usize {
+    let mut singles = 0;
+    let mut len = 0;
+    for c in chars {
+        if is_word_class(c.class) {
+            len += 1;
+        } else {
+            singles += usize::from(len == 1);
+            len = 0;
+        }
+    }
+    singles + usize::from(len == 1)
 }
 
 /// Shortens runs of three or more identical letters to `keep` letters; the kept letters
@@ -622,7 +1077,7 @@ fn collapse_repeats(chars: Vec<FChar>, keep: usize) -> Vec<FChar> {
         while j < chars.len() && chars[j].c == c.c {
             j += 1;
         }
-        if j - i >= 3 && c.c.is_alphabetic() {
+        if j - i >= 3 && c.class == LETTER {
             out.extend_from_slice(&chars[i..i + keep]);
             if let Some(last) = out.last_mut() {
                 last.end = chars[j - 1].end;
@@ -647,9 +1102,9 @@ fn join_spaced(chars: &mut Vec<FChar>) -> Vec<u32> {
     let mut words: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        if chars[i].c.is_alphanumeric() {
+        if is_word_class(chars[i].class) {
             let s = i;
-            while i < chars.len() && chars[i].c.is_alphanumeric() {
+            while i < chars.len() && is_word_class(chars[i].class) {
                 i += 1;
             }
             words.push((s, i));
@@ -724,7 +1179,9 @@ mod tests {
         let patterns = n.term_patterns(term);
         n.readings(text).iter().any(|r| {
             patterns.iter().any(|p| {
-                r.text.match_indices(p.as_str()).any(|(at, m)| r.is_word(at..at + m.len()))
+                r.text
+                    .match_indices(p.as_str())
+                    .any(|(at, m)| r.is_word(at..at + m.len()))
             })
         })
     }
@@ -806,7 +1263,10 @@ mod tests {
     #[test]
     fn spaced_letters_are_joined() {
         assert_eq!(primary("f u c k"), primary("fuck"));
-        assert_eq!(primary("f.u.c.k off"), primary("fuck") + " " + &primary("off"));
+        assert_eq!(
+            primary("f.u.c.k off"),
+            primary("fuck") + " " + &primary("off")
+        );
         assert_eq!(primary("f-u-c-k"), primary("fuck"));
         assert_eq!(primary("f . u . c . k"), primary("fuck"));
         assert_eq!(primary("и у р о д"), primary("иурод"));
@@ -877,6 +1337,45 @@ mod tests {
     }
 
     #[test]
+    fn the_quick_path_answers_plain_text_and_declines_the_rest() {
+        let n = norm();
+        for plain in [
+            "hello world",
+            "Привет, мир",
+            "سلام دوستان",
+            "I am a b",
+            "in 2024 at 10:30",
+        ] {
+            assert_eq!(
+                n.quick_text(plain).map(|q| q.text).as_deref(),
+                Some(n.primary(plain).text()),
+                "{plain}"
+            );
+        }
+        for tricky in [
+            "1d10t",
+            "f u c k",
+            "a b c",
+            "loooser",
+            "\x02bold",
+            "мои\u{0306}",
+            "f.u.c.k",
+        ] {
+            assert_eq!(n.quick_text(tricky), None, "{tricky}");
+        }
+    }
+
+    #[test]
+    fn case_counts_only_cased_letters() {
+        let n = norm();
+        assert_eq!(n.case_counts("HELLO world"), (5, 10));
+        assert_eq!(n.case_counts("ПРИВЕТ"), (6, 6));
+        assert_eq!(n.case_counts("سلام HI"), (2, 2));
+        assert_eq!(n.case_counts("123 !!!"), (0, 0));
+        assert_eq!(n.case_counts("ÀÉ𝐀a"), (3, 4));
+    }
+
+    #[test]
     fn option_switches_are_honoured() {
         let off = Normalizer::new(Options {
             leetspeak: false,
@@ -904,6 +1403,18 @@ mod tests {
                         prop_assert!(s.is_char_boundary(span.start) && s.is_char_boundary(span.end));
                         let _ = r.is_word(at..len);
                     }
+                }
+            }
+
+            /// The quick path, where it answers, gives exactly the primary reading's text.
+            #[test]
+            fn quick_text_agrees_with_the_full_reading(s in "[a-zA-Z0-9а-яА-ЯёЁ\u{0627}-\u{064A}\u{06CC}@$!|+ .,\u{200C}\u{200B}\u{0301}\x02\x03-]{0,30}") {
+                let n = norm();
+                if let Some(q) = n.quick_text(&s) {
+                    let readings = n.readings(&s);
+                    prop_assert_eq!(readings.len(), 1);
+                    prop_assert_eq!(&q.text, readings[0].text());
+                    prop_assert_eq!((q.upper, q.cased), n.case_counts(&s));
                 }
             }
 

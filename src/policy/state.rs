@@ -5,7 +5,8 @@
 //! bounded: timestamps are capped per key and pruned by the longest window that needs them.
 //! Must not read a clock: every method takes `now` from the event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,10 +51,96 @@ impl Decay {
             Decay::HalfLife(h) => {
                 let halvings = age as f64 / h.as_millis().max(1) as f64;
                 let w = strike.weight * 0.5f64.powf(halvings);
-                if w < NEGLIGIBLE_WEIGHT { 0.0 } else { w }
+                if w < NEGLIGIBLE_WEIGHT {
+                    0.0
+                } else {
+                    w
+                }
             }
         }
     }
+}
+
+/// A counter key: a 64-bit hash of the parts that name it (scope, room, identity). Counters are
+/// touched on every event; hashing the parts once is far cheaper than building strings.
+pub type Key = u64;
+
+/// FNV-1a over the parts, with a separator no UTF-8 text contains, and a final mix.
+pub fn key(parts: &[&str]) -> Key {
+    let mut k = KeyBuilder::new();
+    for part in parts {
+        k.bytes(part.as_bytes());
+        k.end_part();
+    }
+    k.finish()
+}
+
+/// Builds a [`Key`] from pieces of text, the same as [`key`] would from the joined parts.
+pub(crate) struct KeyBuilder(u64);
+
+impl KeyBuilder {
+    pub fn new() -> Self {
+        KeyBuilder(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn end_part(&mut self) {
+        self.bytes(&[0xFF]);
+    }
+
+    pub fn finish(&self) -> Key {
+        mix(self.0)
+    }
+}
+
+/// Combines hashes (and small tags) into one key.
+pub(crate) fn combine(parts: &[u64]) -> Key {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for p in parts {
+        h = mix(h ^ p);
+    }
+    h
+}
+
+/// splitmix64's finaliser: spreads the bits so the low ones index hash tables well.
+pub(crate) fn mix(mut h: u64) -> u64 {
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Hashes a [`Key`] as itself: keys are hashes already.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
+/// The strikes of one identity, keyed by the hash of the identity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct StrikeRecord {
+    identity: String,
+    strikes: Vec<Strike>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -66,18 +153,23 @@ pub(crate) struct Presence {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     #[serde(default)]
-    rates: HashMap<String, Vec<i64>>,
+    rates: KeyMap<VecDeque<i64>>,
     #[serde(default)]
-    repeats: HashMap<String, Vec<(u64, i64)>>,
+    repeats: KeyMap<VecDeque<(u64, i64)>>,
     #[serde(default)]
-    strikes: HashMap<String, Vec<Strike>>,
+    strikes: KeyMap<StrikeRecord>,
     #[serde(default)]
-    presence: HashMap<String, Presence>,
+    presence: KeyMap<Presence>,
 }
 
 /// Inserts `item` keeping `v` sorted by `key`, so late (out of order) events count right.
-fn insert_sorted<T, K: Ord>(v: &mut Vec<T>, item: T, key: impl Fn(&T) -> K) {
+/// In order (the usual case) it is a push at the back.
+fn insert_sorted<T, K: Ord>(v: &mut VecDeque<T>, item: T, key: impl Fn(&T) -> K) {
     let k = key(&item);
+    if v.back().is_none_or(|last| key(last) <= k) {
+        v.push_back(item);
+        return;
+    }
     let at = v.partition_point(|x| key(x) <= k);
     v.insert(at, item);
 }
@@ -89,13 +181,10 @@ impl State {
 
     /// Records an event at `ts` under `key`, keeping at most `cap` timestamps no older than
     /// `horizon` before the newest.
-    pub(crate) fn record_rate(&mut self, key: &str, ts: i64, cap: usize, horizon: Duration) {
-        let v = match self.rates.get_mut(key) {
-            Some(v) => v,
-            None => self.rates.entry(key.to_string()).or_default(),
-        };
+    pub(crate) fn record_rate(&mut self, key: Key, ts: i64, cap: usize, horizon: Duration) {
+        let v = self.rates.entry(key).or_default();
         insert_sorted(v, ts, |t| *t);
-        let newest = *v.last().unwrap_or(&ts);
+        let newest = *v.back().unwrap_or(&ts);
         let oldest_kept = newest.saturating_sub(horizon.as_millis() as i64);
         let stale = v.partition_point(|t| *t <= oldest_kept);
         let over = v.len().saturating_sub(cap);
@@ -103,74 +192,103 @@ impl State {
     }
 
     /// How many recorded events under `key` fall in the window `(now - within, now]`.
-    pub(crate) fn rate_count(&self, key: &str, now: i64, within: Duration) -> usize {
+    pub(crate) fn rate_count(&self, key: Key, now: i64, within: Duration) -> usize {
         let since = now.saturating_sub(within.as_millis() as i64);
-        self.rates.get(key).map_or(0, |v| v.iter().filter(|t| **t > since && **t <= now).count())
+        self.rates.get(&key).map_or(0, |v| {
+            v.iter().filter(|t| **t > since && **t <= now).count()
+        })
     }
 
-    pub(crate) fn record_repeat(&mut self, key: &str, hash: u64, ts: i64, horizon: Duration) {
-        let v = match self.repeats.get_mut(key) {
-            Some(v) => v,
-            None => self.repeats.entry(key.to_string()).or_default(),
-        };
+    pub(crate) fn record_repeat(&mut self, key: Key, hash: u64, ts: i64, horizon: Duration) {
+        let v = self.repeats.entry(key).or_default();
         insert_sorted(v, (hash, ts), |(_, t)| *t);
-        let newest = v.last().map_or(ts, |(_, t)| *t);
+        let newest = v.back().map_or(ts, |(_, t)| *t);
         let oldest_kept = newest.saturating_sub(horizon.as_millis() as i64);
         let stale = v.partition_point(|(_, t)| *t <= oldest_kept);
         let over = v.len().saturating_sub(REPEAT_CAP);
         v.drain(..stale.max(over));
     }
 
-    pub(crate) fn repeat_count(&self, key: &str, hash: u64, now: i64, within: Duration) -> usize {
+    pub(crate) fn repeat_count(&self, key: Key, hash: u64, now: i64, within: Duration) -> usize {
         let since = now.saturating_sub(within.as_millis() as i64);
-        self.repeats.get(key).map_or(0, |v| {
-            v.iter().filter(|(h, t)| *h == hash && *t > since && *t <= now).count()
+        self.repeats.get(&key).map_or(0, |v| {
+            v.iter()
+                .filter(|(h, t)| *h == hash && *t > since && *t <= now)
+                .count()
         })
     }
 
-    pub(crate) fn presence(&self, key: &str) -> Option<&Presence> {
-        self.presence.get(key)
+    pub(crate) fn presence(&self, key: Key) -> Option<&Presence> {
+        self.presence.get(&key)
     }
 
-    pub(crate) fn presence_mut(&mut self, key: &str) -> &mut Presence {
-        if !self.presence.contains_key(key) {
-            self.presence.insert(key.to_string(), Presence::default());
-        }
-        self.presence.get_mut(key).expect("inserted above")
+    pub(crate) fn presence_mut(&mut self, key: Key) -> &mut Presence {
+        self.presence.entry(key).or_default()
     }
 
     /// The live strike total of `identity` at `now`.
     pub fn strike_total(&self, identity: &str, now: i64, decay: Decay) -> f64 {
-        self.strikes
-            .get(identity)
-            .map_or(0.0, |v| v.iter().map(|s| decay.weight_at(s, now)).sum())
+        self.strike_total_by_key(key(&[identity]), now, decay)
+    }
+
+    pub(crate) fn strike_total_by_key(&self, k: Key, now: i64, decay: Decay) -> f64 {
+        self.strikes.get(&k).map_or(0.0, |r| {
+            r.strikes.iter().map(|s| decay.weight_at(s, now)).sum()
+        })
     }
 
     /// The strikes on record for `identity`, oldest first, including ones that decayed but
     /// were not pruned yet.
     pub fn strikes(&self, identity: &str) -> &[Strike] {
-        self.strikes.get(identity).map_or(&[], Vec::as_slice)
+        self.strikes
+            .get(&key(&[identity]))
+            .map_or(&[], |r| r.strikes.as_slice())
     }
 
-    pub(crate) fn add_strike(&mut self, identity: &str, strike: Strike, decay: Decay) {
+    /// Adds a strike against the identity whose key is `k`; `identity` names it (called only
+    /// when the identity is not on record yet).
+    pub(crate) fn add_strike(
+        &mut self,
+        k: Key,
+        identity: impl FnOnce() -> String,
+        strike: Strike,
+        decay: Decay,
+    ) {
         let now = strike.ts;
-        let v = self.strikes.entry(identity.to_string()).or_default();
-        v.retain(|s| decay.weight_at(s, now) > 0.0 || s.ts > now);
-        insert_sorted(v, strike, |s| s.ts);
+        let r = self.strikes.entry(k).or_insert_with(|| StrikeRecord {
+            identity: identity(),
+            strikes: Vec::new(),
+        });
+        r.strikes
+            .retain(|s| decay.weight_at(s, now) > 0.0 || s.ts > now);
+        let at = r.strikes.partition_point(|s| s.ts <= strike.ts);
+        r.strikes.insert(at, strike);
     }
 
     /// Replaces the strikes of `identity` (the daemon seeds them from the audit store).
     pub fn set_strikes(&mut self, identity: &str, strikes: Vec<Strike>) {
+        let k = key(&[identity]);
         if strikes.is_empty() {
-            self.strikes.remove(identity);
+            self.strikes.remove(&k);
         } else {
-            self.strikes.insert(identity.to_string(), strikes);
+            self.strikes.insert(
+                k,
+                StrikeRecord {
+                    identity: identity.to_string(),
+                    strikes,
+                },
+            );
         }
     }
 
     /// Forgets the strikes of `identity` (a moderator's `strikes clear`).
     pub fn clear_strikes(&mut self, identity: &str) {
-        self.strikes.remove(identity);
+        self.strikes.remove(&key(&[identity]));
+    }
+
+    /// Every identity with strikes on record.
+    pub fn identities_with_strikes(&self) -> impl Iterator<Item = &str> {
+        self.strikes.values().map(|r| r.identity.as_str())
     }
 
     /// Drops everything that can no longer affect a decision at `now`: rate and repeat
@@ -186,11 +304,13 @@ impl State {
             v.retain(|(_, t)| *t > since);
             !v.is_empty()
         });
-        self.strikes.retain(|_, v| {
-            v.retain(|s| decay.weight_at(s, now) > 0.0 || s.ts > now);
-            !v.is_empty()
+        self.strikes.retain(|_, r| {
+            r.strikes
+                .retain(|s| decay.weight_at(s, now) > 0.0 || s.ts > now);
+            !r.strikes.is_empty()
         });
-        self.presence.retain(|_, p| !p.spoke || p.joined_ts.is_some_and(|j| j > since));
+        self.presence
+            .retain(|_, p| !p.spoke || p.joined_ts.is_some_and(|j| j > since));
     }
 
     /// How many keys the state holds, for metrics and tests of pruning.
@@ -207,6 +327,9 @@ impl State {
 mod tests {
     use super::*;
 
+    const K: Key = 42;
+    use super::key;
+
     fn d(text: &str) -> Duration {
         Duration::parse(text).unwrap()
     }
@@ -215,32 +338,50 @@ mod tests {
     fn rates_count_the_window_and_stay_bounded() {
         let mut s = State::new();
         for t in 0..100 {
-            s.record_rate("k", t * 1000, 5, d("10s"));
+            s.record_rate(K, t * 1000, 5, d("10s"));
         }
-        assert_eq!(s.rate_count("k", 99_000, d("10s")), 5); // capped at 5
-        assert_eq!(s.rate_count("k", 99_000, d("3s")), 3);
-        assert_eq!(s.rates["k"].len(), 5);
+        assert_eq!(s.rate_count(K, 99_000, d("10s")), 5); // capped at 5
+        assert_eq!(s.rate_count(K, 99_000, d("3s")), 3);
+        assert_eq!(s.rates[&K].len(), 5);
         // An event that arrives late still lands in order.
-        s.record_rate("k", 96_500, 10, d("10s"));
-        assert_eq!(s.rate_count("k", 99_000, d("3s")), 4);
+        s.record_rate(K, 96_500, 10, d("10s"));
+        assert_eq!(s.rate_count(K, 99_000, d("3s")), 4);
     }
 
     #[test]
     fn repeats_find_the_same_text_among_others() {
         let mut s = State::new();
         for (i, h) in [1u64, 2, 1, 3, 1].into_iter().enumerate() {
-            s.record_repeat("k", h, i as i64 * 1000, d("1m"));
+            s.record_repeat(K, h, i as i64 * 1000, d("1m"));
         }
-        assert_eq!(s.repeat_count("k", 1, 4000, d("1m")), 3);
-        assert_eq!(s.repeat_count("k", 1, 4000, d("2s")), 1);
+        assert_eq!(s.repeat_count(K, 1, 4000, d("1m")), 3);
+        assert_eq!(s.repeat_count(K, 1, 4000, d("2s")), 1);
     }
 
     #[test]
     fn window_decay_forgets_old_strikes() {
         let decay = Decay::Window(d("1h"));
         let mut s = State::new();
-        s.add_strike("u", Strike { ts: 0, weight: 1.0, rule: "a".into() }, decay);
-        s.add_strike("u", Strike { ts: 1_800_000, weight: 2.0, rule: "b".into() }, decay);
+        s.add_strike(
+            key(&["u"]),
+            || "u".into(),
+            Strike {
+                ts: 0,
+                weight: 1.0,
+                rule: "a".into(),
+            },
+            decay,
+        );
+        s.add_strike(
+            key(&["u"]),
+            || "u".into(),
+            Strike {
+                ts: 1_800_000,
+                weight: 2.0,
+                rule: "b".into(),
+            },
+            decay,
+        );
         assert_eq!(s.strike_total("u", 1_800_000, decay), 3.0);
         assert_eq!(s.strike_total("u", 3_600_000, decay), 2.0);
         assert_eq!(s.strike_total("u", 5_400_000, decay), 0.0);
@@ -250,7 +391,16 @@ mod tests {
     fn half_life_decay_halves() {
         let decay = Decay::HalfLife(d("1h"));
         let mut s = State::new();
-        s.add_strike("u", Strike { ts: 0, weight: 4.0, rule: "a".into() }, decay);
+        s.add_strike(
+            key(&["u"]),
+            || "u".into(),
+            Strike {
+                ts: 0,
+                weight: 4.0,
+                rule: "a".into(),
+            },
+            decay,
+        );
         assert_eq!(s.strike_total("u", 3_600_000, decay), 2.0);
         assert_eq!(s.strike_total("u", 7_200_000, decay), 1.0);
         assert_eq!(s.strike_total("u", 3_600_000 * 20, decay), 0.0);
@@ -261,9 +411,18 @@ mod tests {
         let decay = Decay::Window(d("1h"));
         let mut s = State::new();
         for i in 0..1000 {
-            let key = format!("user{i}");
-            s.record_rate(&key, i, 5, d("1m"));
-            s.add_strike(&key, Strike { ts: i, weight: 1.0, rule: "r".into() }, decay);
+            let name = format!("user{i}");
+            s.record_rate(key(&[&name]), i, 5, d("1m"));
+            s.add_strike(
+                key(&[&name]),
+                || name.clone(),
+                Strike {
+                    ts: i,
+                    weight: 1.0,
+                    rule: "r".into(),
+                },
+                decay,
+            );
         }
         assert_eq!(s.len(), 2000);
         s.prune(10 * 3_600_000, d("1m"), decay);
@@ -273,8 +432,17 @@ mod tests {
     #[test]
     fn state_round_trips_through_json() {
         let mut s = State::new();
-        s.record_rate("k", 5, 5, d("1m"));
-        s.add_strike("u", Strike { ts: 1, weight: 1.0, rule: "r".into() }, Decay::Window(d("1h")));
+        s.record_rate(K, 5, 5, d("1m"));
+        s.add_strike(
+            key(&["u"]),
+            || "u".into(),
+            Strike {
+                ts: 1,
+                weight: 1.0,
+                rule: "r".into(),
+            },
+            Decay::Window(d("1h")),
+        );
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<State>(&json).unwrap(), s);
     }

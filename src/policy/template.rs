@@ -118,7 +118,10 @@ pub fn format_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
-        format!("{:.2}", x).trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{:.2}", x)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
@@ -139,9 +142,13 @@ mod tests {
 
     #[test]
     fn renders_every_placeholder() {
-        let t = Template::parse("{sender} in {room} on {network}: {description} ({rule}, {strikes})")
-            .unwrap();
-        assert_eq!(t.render(&values()), "troll in #chat on irc: No insults (insults, 2)");
+        let t =
+            Template::parse("{sender} in {room} on {network}: {description} ({rule}, {strikes})")
+                .unwrap();
+        assert_eq!(
+            t.render(&values()),
+            "troll in #chat on irc: No insults (insults, 2)"
+        );
     }
 
     #[test]

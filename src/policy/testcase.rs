@@ -60,13 +60,20 @@ impl Expect {
         }
         if let Some(actions) = &self.actions {
             let same = actions.len() == d.actions.len()
-                && actions.iter().zip(&d.actions).all(|(want, got)| match want {
-                    ExpectedAction::Name(kind) => got.kind.name() == kind,
-                    ExpectedAction::Table { kind, duration } => {
-                        got.kind.name() == kind
-                            && duration.as_deref().map(Duration::parse).and_then(Result::ok) == got.duration
-                    }
-                });
+                && actions
+                    .iter()
+                    .zip(&d.actions)
+                    .all(|(want, got)| match want {
+                        ExpectedAction::Name(kind) => got.kind.name() == kind,
+                        ExpectedAction::Table { kind, duration } => {
+                            got.kind.name() == kind
+                                && duration
+                                    .as_deref()
+                                    .map(Duration::parse)
+                                    .and_then(Result::ok)
+                                    == got.duration
+                        }
+                    });
             if !same {
                 let want: Vec<String> = actions.iter().map(describe_expected).collect();
                 let got: Vec<String> = d
@@ -97,8 +104,14 @@ impl Expect {
 fn describe_expected(a: &ExpectedAction) -> String {
     match a {
         ExpectedAction::Name(k) => k.clone(),
-        ExpectedAction::Table { kind, duration: Some(d) } => format!("{kind} {d}"),
-        ExpectedAction::Table { kind, duration: None } => kind.clone(),
+        ExpectedAction::Table {
+            kind,
+            duration: Some(d),
+        } => format!("{kind} {d}"),
+        ExpectedAction::Table {
+            kind,
+            duration: None,
+        } => kind.clone(),
     }
 }
 
@@ -145,6 +158,10 @@ impl Policy {
         if let Some(d) = &last {
             failures.extend(t.expect.mismatches(d));
         }
-        TestResult { name: t.name.clone(), location: t.location.clone(), failures }
+        TestResult {
+            name: t.name.clone(),
+            location: t.location.clone(),
+            failures,
+        }
     }
 }

@@ -10,8 +10,10 @@ const T0: i64 = 1_700_000_000_000;
 
 /// A policy from TOML; `files` are list files by path relative to the policy.
 fn load(toml: &str, files: &[(&str, &str)]) -> Result<Policy, Diagnostics> {
-    let files: HashMap<String, String> =
-        files.iter().map(|(p, t)| (format!("dir/{p}"), t.to_string())).collect();
+    let files: HashMap<String, String> = files
+        .iter()
+        .map(|(p, t)| (format!("dir/{p}"), t.to_string()))
+        .collect();
     Policy::from_toml("dir/p.toml", toml, &mut |path: &Path| {
         files
             .get(path.to_str().unwrap())
@@ -30,7 +32,9 @@ fn policy(body: &str) -> Policy {
 
 /// A policy with one rule `r` that deletes when `when` holds.
 fn rule(when: &str) -> Policy {
-    policy(&format!("[[rule]]\nid = \"r\"\nwhen = {when}\nactions = [{{ do = \"delete\" }}]\n"))
+    policy(&format!(
+        "[[rule]]\nid = \"r\"\nwhen = {when}\nactions = [{{ do = \"delete\" }}]\n"
+    ))
 }
 
 fn msg(body: &str) -> Event {
@@ -53,7 +57,12 @@ fn fires(p: &Policy, events: &[Event]) -> bool {
 
 /// `n` copies of `e`, one second apart.
 fn series(e: &Event, n: usize) -> Vec<Event> {
-    (0..n).map(|i| Event { ts: e.ts + i as i64 * 1000, ..e.clone() }).collect()
+    (0..n)
+        .map(|i| Event {
+            ts: e.ts + i as i64 * 1000,
+            ..e.clone()
+        })
+        .collect()
 }
 
 fn with(e: Event, f: impl FnOnce(&mut Event)) -> Event {
@@ -113,7 +122,14 @@ id = "r"
 when = { list = "x" }
 actions = [{ do = "delete" }]
 "##;
-    let p = load(toml, &[("lists/ru.txt", "# comment\nурод\n  сука   # trailing comment\n\n")]).unwrap();
+    let p = load(
+        toml,
+        &[(
+            "lists/ru.txt",
+            "# comment\nурод\n  сука   # trailing comment\n\n",
+        )],
+    )
+    .unwrap();
     for body in ["moron", "ты урод", "СУКА", "cyкa"] {
         assert!(fires(&p, &[msg(body)]), "{body}");
     }
@@ -159,8 +175,14 @@ when = { links_outside = "ok" }
 actions = [{ do = "delete" }]
 "##,
     );
-    assert!(!fires(&allowed, &[msg("see https://docs.example.org/x and example.org")]));
-    assert!(fires(&allowed, &[msg("see https://example.org and https://evil.example")]));
+    assert!(!fires(
+        &allowed,
+        &[msg("see https://docs.example.org/x and example.org")]
+    ));
+    assert!(fires(
+        &allowed,
+        &[msg("see https://example.org and https://evil.example")]
+    ));
     assert!(!fires(&allowed, &[msg("no links at all")]));
     let any = rule("{ has_link = true }");
     assert!(fires(&any, &[msg("www.example.org")]));
@@ -172,9 +194,16 @@ actions = [{ do = "delete" }]
 #[test]
 fn mention_and_mass_ping_conditions() {
     let p = rule("{ mentions_at_least = 3 }");
-    let m = |names: &[&str]| with(msg("hi"), |e| e.mentions = names.iter().map(|s| s.to_string()).collect());
+    let m = |names: &[&str]| {
+        with(msg("hi"), |e| {
+            e.mentions = names.iter().map(|s| s.to_string()).collect()
+        })
+    };
     assert!(fires(&p, &[m(&["a", "b", "c"])]));
-    assert!(!fires(&p, &[m(&["a", "b", "B"])]), "mentions are distinct, case-insensitively");
+    assert!(
+        !fires(&p, &[m(&["a", "b", "B"])]),
+        "mentions are distinct, case-insensitively"
+    );
     let mass = rule("{ mass_ping = true }");
     assert!(fires(&mass, &[msg("hey @room look")]));
     assert!(fires(&mass, &[msg("@EVERYONE")]));
@@ -192,7 +221,10 @@ fn shape_conditions() {
     assert!(fires(&caps, &[msg("ПРЕКРАТИ КРИЧАТЬ")]));
     assert!(!fires(&caps, &[msg("OK")]), "too few letters");
     assert!(!fires(&caps, &[msg("I said Hello to NASA today")]));
-    assert!(!fires(&caps, &[msg("سلام دوستان عزیز")]), "no case, no shouting");
+    assert!(
+        !fires(&caps, &[msg("سلام دوستان عزیز")]),
+        "no case, no shouting"
+    );
     let long = rule("{ length_over = 5 }");
     assert!(fires(&long, &[msg("привет!")]));
     assert!(!fires(&long, &[msg("приве")]), "characters, not bytes");
@@ -207,23 +239,48 @@ fn rate_per_sender_sender_anywhere_and_room() {
     assert!(!fires(&p, &series(&msg("x"), 2)));
     assert!(fires(&p, &series(&msg("x"), 3)));
     // Spread out: never three within 10s.
-    let slow: Vec<Event> = (0..5).map(|i| with(msg("x"), |e| e.ts = T0 + i * 6000)).collect();
+    let slow: Vec<Event> = (0..5)
+        .map(|i| with(msg("x"), |e| e.ts = T0 + i * 6000))
+        .collect();
     assert!(!fires(&p, &slow));
     // Per sender in this room: other rooms and other senders do not count.
-    let mixed = vec![msg("x"), with(msg("x"), |e| e.room = "#other".into()), with(msg("x"), |e| e.sender = "bob".into())];
-    let mixed: Vec<Event> = mixed.into_iter().enumerate().map(|(i, e)| Event { ts: T0 + i as i64, ..e }).collect();
+    let mixed = vec![
+        msg("x"),
+        with(msg("x"), |e| e.room = "#other".into()),
+        with(msg("x"), |e| e.sender = "bob".into()),
+    ];
+    let mixed: Vec<Event> = mixed
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Event {
+            ts: T0 + i as i64,
+            ..e
+        })
+        .collect();
     assert!(!fires(&p, &mixed));
     let anywhere = rule(r##"{ rate = { count = 3, within = "10s", per = "sender_anywhere" } }"##);
-    let rooms: Vec<Event> = ["#a", "#b", "#c"].iter().enumerate().map(|(i, r)| with(msg("x"), |e| {
-        e.room = r.to_string();
-        e.ts = T0 + i as i64;
-    })).collect();
+    let rooms: Vec<Event> = ["#a", "#b", "#c"]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            with(msg("x"), |e| {
+                e.room = r.to_string();
+                e.ts = T0 + i as i64;
+            })
+        })
+        .collect();
     assert!(fires(&anywhere, &rooms));
     let room = rule(r##"{ rate = { count = 3, within = "10s", per = "room" } }"##);
-    let people: Vec<Event> = ["a", "b", "c"].iter().enumerate().map(|(i, s)| with(msg("x"), |e| {
-        e.sender = s.to_string();
-        e.ts = T0 + i as i64;
-    })).collect();
+    let people: Vec<Event> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            with(msg("x"), |e| {
+                e.sender = s.to_string();
+                e.ts = T0 + i as i64;
+            })
+        })
+        .collect();
     assert!(fires(&room, &people));
 }
 
@@ -238,11 +295,15 @@ when = { rate = { count = 5, within = "10s", per = "room" } }
 actions = [{ do = "escalate" }]
 "##,
     );
-    let joins: Vec<Event> = (0..5).map(|i| with(msg(""), |e| {
-        e.kind = EventKind::Join;
-        e.sender = format!("bot{i}");
-        e.ts = T0 + i * 100;
-    })).collect();
+    let joins: Vec<Event> = (0..5)
+        .map(|i| {
+            with(msg(""), |e| {
+                e.kind = EventKind::Join;
+                e.sender = format!("bot{i}");
+                e.ts = T0 + i * 100;
+            })
+        })
+        .collect();
     assert!(fires(&p, &joins));
     assert!(!fires(&p, &joins[..4]));
     // Messages do not count towards join rates.
@@ -255,27 +316,50 @@ actions = [{ do = "escalate" }]
 fn repeats_within_a_room_across_rooms_and_across_senders() {
     let p = rule(r##"{ repeat = { count = 3, within = "1m" } }"##);
     let same = ["BUY NOW", "buy now!", "b u y  n o w"];
-    let evs: Vec<Event> = same.iter().enumerate().map(|(i, b)| with(msg(b), |e| e.ts = T0 + i as i64 * 1000)).collect();
+    let evs: Vec<Event> = same
+        .iter()
+        .enumerate()
+        .map(|(i, b)| with(msg(b), |e| e.ts = T0 + i as i64 * 1000))
+        .collect();
     assert!(fires(&p, &evs), "near-identical texts are the same");
-    let other_rooms: Vec<Event> = evs.iter().enumerate().map(|(i, e)| with(e.clone(), |e| e.room = format!("#r{i}"))).collect();
+    let other_rooms: Vec<Event> = evs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| with(e.clone(), |e| e.room = format!("#r{i}")))
+        .collect();
     assert!(!fires(&p, &other_rooms));
     let across = rule(r##"{ repeat = { count = 3, within = "1m", across_rooms = true } }"##);
     assert!(fires(&across, &other_rooms));
     let wave = rule(r##"{ repeat = { count = 3, within = "1m", any_sender = true } }"##);
-    let senders: Vec<Event> = evs.iter().enumerate().map(|(i, e)| with(e.clone(), |e| e.sender = format!("bot{i}"))).collect();
+    let senders: Vec<Event> = evs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| with(e.clone(), |e| e.sender = format!("bot{i}")))
+        .collect();
     assert!(fires(&wave, &senders));
     assert!(!fires(&p, &senders));
     // Outside the window it is not a repeat.
-    let slow: Vec<Event> = (0..3).map(|i| with(msg("buy now"), |e| e.ts = T0 + i * 40_000)).collect();
+    let slow: Vec<Event> = (0..3)
+        .map(|i| with(msg("buy now"), |e| e.ts = T0 + i * 40_000))
+        .collect();
     assert!(!fires(&p, &slow));
 }
 
 #[test]
 fn newcomer_conditions() {
     let p = rule(r##"{ joined_within = "10m" }"##);
-    assert!(fires(&p, &[with(msg("hi"), |e| e.joined_ts = Some(T0 - 60_000))]));
-    assert!(!fires(&p, &[with(msg("hi"), |e| e.joined_ts = Some(T0 - 3_600_000))]));
-    assert!(!fires(&p, &[msg("hi")]), "unknown join time is not a newcomer");
+    assert!(fires(
+        &p,
+        &[with(msg("hi"), |e| e.joined_ts = Some(T0 - 60_000))]
+    ));
+    assert!(!fires(
+        &p,
+        &[with(msg("hi"), |e| e.joined_ts = Some(T0 - 3_600_000))]
+    ));
+    assert!(
+        !fires(&p, &[msg("hi")]),
+        "unknown join time is not a newcomer"
+    );
     // A join event seen by the engine counts too.
     let join = with(msg(""), |e| {
         e.kind = EventKind::Join;
@@ -285,25 +369,43 @@ fn newcomer_conditions() {
 
     let first = rule("{ first_message = true }");
     assert!(fires(&first, &[msg("hi")]));
-    assert!(!fires(&first, &[msg("hi"), with(msg("again"), |e| e.ts += 1)]));
+    assert!(!fires(
+        &first,
+        &[msg("hi"), with(msg("again"), |e| e.ts += 1)]
+    ));
     // A new join makes the next message a first one again.
-    assert!(fires(&first, &[msg("hi"), with(join, |e| e.ts = T0 + 5), with(msg("back"), |e| e.ts = T0 + 10)]));
+    assert!(fires(
+        &first,
+        &[
+            msg("hi"),
+            with(join, |e| e.ts = T0 + 5),
+            with(msg("back"), |e| e.ts = T0 + 10)
+        ]
+    ));
 }
 
 #[test]
 fn sender_conditions() {
     let p = rule(r##"{ sender = { pattern = "spam*bot*" } }"##);
-    assert!(fires(&p, &[with(msg("x"), |e| e.sender = "SpamXBot9".into())]));
+    assert!(fires(
+        &p,
+        &[with(msg("x"), |e| e.sender = "SpamXBot9".into())]
+    ));
     assert!(!fires(&p, &[msg("x")]));
     let hs = rule(r##"{ sender = { matrix_server = "evil.example" } }"##);
-    let m = |sender: &str| with(msg("x"), |e| {
-        e.network = Network::Matrix;
-        e.sender = sender.into();
-    });
+    let m = |sender: &str| {
+        with(msg("x"), |e| {
+            e.network = Network::Matrix;
+            e.sender = sender.into();
+        })
+    };
     assert!(fires(&hs, &[m("@a:Evil.Example")]));
     assert!(!fires(&hs, &[m("@a:good.example")]));
     let acct = rule(r##"{ sender = { network = "irc", account = "Bob" } }"##);
-    assert!(fires(&acct, &[with(msg("x"), |e| e.account = Some("bob".into()))]));
+    assert!(fires(
+        &acct,
+        &[with(msg("x"), |e| e.account = Some("bob".into()))]
+    ));
     assert!(!fires(&acct, &[msg("x")]));
 }
 
@@ -311,14 +413,20 @@ fn sender_conditions() {
 fn combinators_and_multi_key_tables() {
     let p = rule(r##"{ all = [{ has_link = true }, { not = { joined_within = "1d" } }] }"##);
     assert!(fires(&p, &[msg("see example.com")]));
-    assert!(!fires(&p, &[with(msg("see example.com"), |e| e.joined_ts = Some(T0 - 1000))]));
+    assert!(!fires(
+        &p,
+        &[with(msg("see example.com"), |e| e.joined_ts = Some(T0 - 1000))]
+    ));
     let any = rule(r##"{ any = [{ length_over = 100 }, { regex = "spam" }] }"##);
     assert!(fires(&any, &[msg("spam")]));
     assert!(!fires(&any, &[msg("ham")]));
     // Several keys in one table must all hold.
     let both = rule(r##"{ has_link = true, first_message = true }"##);
     assert!(fires(&both, &[msg("example.com")]));
-    assert!(!fires(&both, &[msg("hi"), with(msg("example.com"), |e| e.ts += 1)]));
+    assert!(!fires(
+        &both,
+        &[msg("hi"), with(msg("example.com"), |e| e.ts += 1)]
+    ));
 }
 
 #[test]
@@ -342,9 +450,20 @@ actions = [{ do = "delete" }, { do = "mute", for = "1h", reason = "{description}
     let d = run(&p, &[msg("idiot")]);
     let kinds: Vec<&str> = d.actions.iter().map(|a| a.kind.name()).collect();
     assert_eq!(kinds, ["delete", "warn", "mute", "kick", "ban", "escalate"]);
-    assert_eq!(d.actions[1].message.as_deref(), Some("troll in #chat on irc: No insults (a, 1)"));
-    assert_eq!(d.actions[2].duration.unwrap().to_string(), "1h", "the strongest mute wins");
-    assert_eq!(d.actions[2].reason.as_deref(), Some("!"), "rule b has no description");
+    assert_eq!(
+        d.actions[1].message.as_deref(),
+        Some("troll in #chat on irc: No insults (a, 1)")
+    );
+    assert_eq!(
+        d.actions[2].duration.unwrap().to_string(),
+        "1h",
+        "the strongest mute wins"
+    );
+    assert_eq!(
+        d.actions[2].reason.as_deref(),
+        Some("!"),
+        "rule b has no description"
+    );
     assert_eq!(d.actions[3].reason.as_deref(), Some("bye troll"));
     assert!(!d.relay);
 }
@@ -396,7 +515,10 @@ fn ladder_steps_fire_once_when_reached() {
     let mut steps = Vec::new();
     for i in 0..6 {
         let d = p.evaluate(&with(msg("idiot"), |e| e.ts = T0 + i * 1000), &mut state);
-        steps.push((d.strikes, d.actions.iter().map(|a| a.kind.name()).collect::<Vec<_>>()));
+        steps.push((
+            d.strikes,
+            d.actions.iter().map(|a| a.kind.name()).collect::<Vec<_>>(),
+        ));
     }
     assert_eq!(
         steps,
@@ -423,7 +545,10 @@ fn strikes_decay_and_a_jump_fires_only_the_step_reached() {
 
     let heavy = policy(&LADDER.replace("strikes = 1\n", "strikes = 4\n"));
     let d = run(&heavy, &[msg("idiot")]);
-    assert_eq!(d.actions.iter().map(|a| a.kind.name()).collect::<Vec<_>>(), ["mute"]);
+    assert_eq!(
+        d.actions.iter().map(|a| a.kind.name()).collect::<Vec<_>>(),
+        ["mute"]
+    );
     assert_eq!(d.ladder_step, Some(3.0));
 }
 
@@ -497,16 +622,28 @@ when = { length_over = 0 }
 actions = [{ do = "block" }]
 "##,
     );
-    let nick = |room: &str, network: Network| with(msg("newnick"), |e| {
-        e.kind = EventKind::Nick;
-        e.room = room.into();
-        e.network = network;
-    });
-    assert!(fires(&p, &[nick("#chat:hs", Network::Matrix)]), "aliases are case-insensitive");
+    let nick = |room: &str, network: Network| {
+        with(msg("newnick"), |e| {
+            e.kind = EventKind::Nick;
+            e.room = room.into();
+            e.network = network;
+        })
+    };
+    assert!(
+        fires(&p, &[nick("#chat:hs", Network::Matrix)]),
+        "aliases are case-insensitive"
+    );
     assert!(fires(&p, &[nick("!RoomId", Network::Matrix)]));
-    assert!(!fires(&p, &[nick("!roomid", Network::Matrix)]), "room ids are exact");
+    assert!(
+        !fires(&p, &[nick("!roomid", Network::Matrix)]),
+        "room ids are exact"
+    );
     assert!(!fires(&p, &[nick("#chat:hs", Network::Irc)]));
-    assert!(!fires(&p, &[with(nick("#chat:hs", Network::Matrix), |e| e.kind = EventKind::Message)]));
+    assert!(!fires(
+        &p,
+        &[with(nick("#chat:hs", Network::Matrix), |e| e.kind =
+            EventKind::Message)]
+    ));
 }
 
 #[test]
@@ -525,11 +662,13 @@ when = { length_over = 0 }
 actions = [{ do = "delete" }]
 "##,
     );
-    let matrix = |sender: &str, pl: i64| with(msg("x"), |e| {
-        e.network = Network::Matrix;
-        e.sender = sender.into();
-        e.power_level = Some(pl);
-    });
+    let matrix = |sender: &str, pl: i64| {
+        with(msg("x"), |e| {
+            e.network = Network::Matrix;
+            e.sender = sender.into();
+            e.power_level = Some(pl);
+        })
+    };
     for (e, exempt) in [
         (with(msg("x"), |e| e.irc_modes = "o".into()), true),
         (with(msg("x"), |e| e.irc_modes = "v".into()), false),
@@ -541,13 +680,47 @@ actions = [{ do = "delete" }]
         // A nick is not an account: anyone can call themselves alice.
         (with(msg("x"), |e| e.sender = "alice".into()), false),
     ] {
-        let d = run(&p, &[e.clone()]);
+        let d = run(&p, std::slice::from_ref(&e));
         assert_eq!(d.exempt, exempt, "{e:?}");
         assert_eq!(d.relay, exempt || !d.rules.contains(&"r".to_string()));
     }
     let d = run(&p, &[with(msg("x"), |e| e.account = Some("old".into()))]);
-    assert!(d.rules.is_empty() && !d.exempt, "unless skips the rule only");
+    assert!(
+        d.rules.is_empty() && !d.exempt,
+        "unless skips the rule only"
+    );
     assert!(p.holds_role(&with(msg("x"), |e| e.irc_modes = "h".into()), "moderator"));
+}
+
+#[test]
+fn identity_hash_is_the_hash_of_the_identity_key() {
+    for e in [
+        msg("x"),
+        with(msg("x"), |e| e.sender = "ТРОЛЛЬ".into()),
+        with(msg("x"), |e| e.account = Some("Alice".into())),
+        with(msg("x"), |e| {
+            e.network = Network::Matrix;
+            e.sender = "@Bob:hs".into();
+        }),
+        with(msg("x"), |e| e.identity = Some("Person-1".into())),
+    ] {
+        assert_eq!(e.identity_hash(), state::key(&[&e.identity_key()]), "{e:?}");
+    }
+    let d = run(
+        &policy(LADDER),
+        &[with(msg("idiot"), |e| e.account = Some("Troll".into()))],
+    );
+    assert_eq!(d.strikes, 1.0);
+    let mut s = State::new();
+    policy(LADDER).evaluate(
+        &with(msg("idiot"), |e| e.account = Some("Troll".into())),
+        &mut s,
+    );
+    assert_eq!(s.strikes("irc:account:troll").len(), 1);
+    assert_eq!(
+        s.identities_with_strikes().collect::<Vec<_>>(),
+        ["irc:account:troll"]
+    );
 }
 
 #[test]
@@ -566,7 +739,10 @@ fn errors(body: &str, files: &[(&str, &str)]) -> Vec<String> {
     let toml = format!("[policy]\nname = \"t\"\nformat = 1\n{body}");
     match load(&toml, files) {
         Ok(_) => Vec::new(),
-        Err(d) => d.errors().map(|e| format!("{}:{}:{}: {}", e.file, e.line, e.col, e.message)).collect(),
+        Err(d) => d
+            .errors()
+            .map(|e| format!("{}:{}:{}: {}", e.file, e.line, e.col, e.message))
+            .collect(),
     }
 }
 
@@ -608,7 +784,12 @@ fn diagnostics_point_at_the_problem() {
         assert_error(&body, &[], at, needle);
     }
     let header = load("[policy]\nname = \"t\"\nformat = 2\n", &[]).unwrap_err();
-    assert!(header.to_string().starts_with("dir/p.toml:3:10: error: unsupported policy format 2"), "{header}");
+    assert!(
+        header
+            .to_string()
+            .starts_with("dir/p.toml:3:10: error: unsupported policy format 2"),
+        "{header}"
+    );
 }
 
 #[test]
@@ -625,9 +806,19 @@ fn warnings_do_not_stop_loading() {
     let p = policy("[lists.unused]\nterms = [\"x\"]\n[[rule]]\nid = \"r\"\nwhen = { has_link = true }\n[strikes]\nladder = [{ at = 1, do = \"ban\" }, { at = 2, do = \"kick\" }]\n");
     let w: Vec<&str> = p.warnings().iter().map(|w| w.message.as_str()).collect();
     assert!(w.iter().any(|m| m.contains("never used")), "{w:?}");
-    assert!(w.iter().any(|m| m.contains("no actions and adds no strikes")), "{w:?}");
-    assert!(w.iter().any(|m| m.contains("unreachable ladder step")), "{w:?}");
-    assert!(w.iter().any(|m| m.contains("no rule adds strikes")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("no actions and adds no strikes")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|m| m.contains("unreachable ladder step")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|m| m.contains("no rule adds strikes")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -672,8 +863,16 @@ expect = { rules = ["r"], actions = ["delete"] }
     let results = p.run_tests();
     assert!(results[0].passed(), "{:?}", results[0]);
     assert!(!results[1].passed());
-    assert!(results[1].failures[0].contains("rules: expected [\"r\"], got []"), "{:?}", results[1]);
-    assert!(results[1].location.starts_with("dir/p.toml:"), "{}", results[1].location);
+    assert!(
+        results[1].failures[0].contains("rules: expected [\"r\"], got []"),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        results[1].location.starts_with("dir/p.toml:"),
+        "{}",
+        results[1].location
+    );
 }
 
 mod props {
