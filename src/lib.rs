@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+pub mod audit;
 pub mod cli;
 pub mod policy;
 pub mod policy_files;
