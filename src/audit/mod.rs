@@ -17,6 +17,7 @@
 
 pub mod record;
 
+mod marker;
 mod query;
 mod state;
 mod writer;
@@ -26,7 +27,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use query::{Query, Stats};
+pub use query::{format_ts as record_time, Query, Stats};
 pub use record::{
     ActionRecord, Actor, CommandRecord, DecisionRecord, Entry, Outcome, OutcomeRecord,
     PolicyLoadRecord, Record, Who, SCHEMA_VERSION,
@@ -143,14 +144,11 @@ impl AuditLog {
 
     pub fn open_with(dir: &Path, options: Options) -> Result<Self> {
         let path = dir.to_path_buf();
-        let trees = open_trees(&path, options.open_timeout)?;
-        let next_id = match trees.log.scan_prefix([record::K_RECORD]).next_back() {
-            None => 1,
-            Some(Err(e)) => return Err(corrupt(&path, e)),
-            Some(Ok((k, _))) => record::id_of_index_key(&k).map_or(1, |id| id + 1),
-        };
+        let (trees, high_water, marker) = open_trees(&path, options.open_timeout)?;
+        let next_id = high_water + 1;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
+            marker,
             trees: trees.clone(),
             next_id,
             max_group: options.max_group.max(1),
@@ -490,8 +488,6 @@ impl Drop for AuditLog {
 
 /// A key in the database's default tree, written when the store is created.
 const CREATED_KEY: &[u8] = b"bridgewarden/created";
-/// A file beside the database saying a store was created here.
-const MARKER_FILE: &str = "bridgewarden-audit";
 
 fn corrupt(path: &Path, e: sled::Error) -> AuditError {
     let reason = match e {
@@ -510,22 +506,22 @@ fn corrupt(path: &Path, e: sled::Error) -> AuditError {
     }
 }
 
-/// Opens the database and its trees on a helper thread, giving up after `timeout`.
-fn open_trees(path: &Path, timeout: Duration) -> Result<Trees> {
+/// Opens the database and its trees on a helper thread, giving up after `timeout`, and checks
+/// it against the marker file. Returns the trees, the highest committed id, and the marker.
+fn open_trees(path: &Path, timeout: Duration) -> Result<(Trees, u64, marker::Marker)> {
     if let Err(e) = std::fs::create_dir_all(path) {
         return Err(AuditError::Open {
             path: path.to_path_buf(),
             reason: e.to_string(),
         });
     }
+    let io_err = |e: std::io::Error| AuditError::Open { path: path.to_path_buf(), reason: e.to_string() };
+    let marked = marker::Marker::read(path).map_err(io_err)?;
     let (tx, rx) = mpsc::channel();
     let p = path.to_path_buf();
-    let marker = path.join(MARKER_FILE);
-    let marker_for_thread = marker.clone();
     let opener = std::thread::Builder::new().name("audit-open".into()).spawn(move || {
-        let marker = marker_for_thread;
         let result = std::panic::catch_unwind(|| -> Result<Trees, sled::Error> {
-            let db = sled::Config::new().path(&p).mode(sled::Mode::HighThroughput).flush_every_ms(Some(1000)).open()?;
+            let db = sled::Config::new().path(&p).mode(sled::Mode::HighThroughput).flush_every_ms(None).open()?;
             let log = db.open_tree("log")?;
             let strikes = db.open_tree("strikes")?;
             let schedule = db.open_tree("schedule")?;
@@ -534,7 +530,7 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<Trees> {
             let _ = log.last()?;
             let created = db.get(CREATED_KEY)?;
             if created.is_none() {
-                if marker.exists() {
+                if marked.is_some() {
                     // The store existed (its marker says so) but the database holds none of
                     // it: the file was truncated to nothing or replaced.
                     return Err(sled::Error::Unsupported(
@@ -556,14 +552,18 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<Trees> {
     }
     match rx.recv_timeout(timeout) {
         Ok(Ok(Ok(trees))) => {
-            if !marker.exists() {
-                let text = format!("bridgewarden audit store\nschema {SCHEMA_VERSION}\n");
-                std::fs::write(&marker, text).map_err(|e| AuditError::Open {
+            let high_water = high_water(&trees)?;
+            if let Some(committed) = marked.filter(|c| *c > high_water) {
+                return Err(AuditError::Corrupt {
                     path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
+                    reason: format!(
+                        "the log ends at record {high_water} but records up to {committed} were \
+                         committed: the database file was truncated or rolled back"
+                    ),
+                });
             }
-            Ok(trees)
+            let marker = marker::Marker::write(path, high_water).map_err(io_err)?;
+            Ok((trees, high_water, marker))
         }
         Ok(Ok(Err(sled::Error::Io(e)))) if e.to_string().contains("could not acquire lock") => {
             Err(AuditError::Locked {
@@ -587,6 +587,20 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<Trees> {
             ),
         }),
     }
+}
+
+/// The highest record id the log has committed.
+fn high_water(t: &Trees) -> Result<u64> {
+    let mark = match t.log.get(record::K_HIGH_WATER).map_err(|e| corrupt(&t.path, e))? {
+        Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+        None => 0,
+    };
+    let last = match t.log.scan_prefix([record::K_RECORD]).next_back() {
+        None => 0,
+        Some(Err(e)) => return Err(corrupt(&t.path, e)),
+        Some(Ok((k, _))) => record::id_of_index_key(&k).unwrap_or(0),
+    };
+    Ok(mark.max(last))
 }
 
 #[cfg(test)]

@@ -233,6 +233,8 @@ pub(crate) const K_USER: u8 = b'u';
 pub(crate) const K_ROOM: u8 = b'o';
 pub(crate) const K_RULE: u8 = b'l';
 pub(crate) const K_ACTION: u8 = b'a';
+/// The highest record id committed, written with every commit (never deleted by retention).
+pub(crate) const K_HIGH_WATER: &[u8] = b"h";
 
 pub(crate) fn record_key(id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -255,6 +255,9 @@ async fn retention_deletes_old_records_and_their_index_entries() {
     // No index entry survives its record: every key is a record or points at one.
     for item in log.trees.log.iter() {
         let (k, _) = item.unwrap();
+        if k.as_ref() == record::K_HIGH_WATER {
+            continue;
+        }
         let id = record::id_of_index_key(&k).unwrap();
         assert!(log.get(id).unwrap().is_some(), "dangling index key {k:?}");
     }
@@ -476,7 +479,7 @@ fn a_truncated_store_gives_a_clear_error_naming_the_path() {
     }
     let db = dir.path().join("db");
     let len = std::fs::metadata(&db).unwrap().len();
-    for cut in [0, 100, len / 3] {
+    for cut in [0, 100, len / 3, len / 2, len * 3 / 4] {
         let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
         f.set_len(cut).unwrap();
         drop(f);

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::record::{index_keys, record_key, Entry, Record, SCHEMA_VERSION};
+use super::record::{index_keys, record_key, Entry, Record, K_HIGH_WATER, SCHEMA_VERSION};
 use super::{Appended, AuditError, Result, Trees};
 
 /// A write operation waiting for the writer.
@@ -41,6 +41,7 @@ enum Reply {
 }
 
 pub(crate) struct Writer {
+    pub marker: super::marker::Marker,
     pub trees: Trees,
     pub next_id: u64,
     pub max_group: usize,
@@ -127,10 +128,12 @@ impl Writer {
     }
 
     /// Applies the batch, flushes, and answers; on failure every waiting append gets the error.
-    fn finish(&self, batch: sled::Batch, replies: Vec<Reply>) {
+    fn finish(&self, mut batch: sled::Batch, replies: Vec<Reply>) {
         if replies.is_empty() {
             return;
         }
+        let committed = self.next_id - 1;
+        batch.insert(K_HIGH_WATER, &committed.to_be_bytes());
         let result = self
             .trees
             .log
@@ -140,6 +143,11 @@ impl Writer {
         self.trees
             .commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if result.is_ok() {
+            if let Err(e) = self.marker.set(committed) {
+                tracing::warn!(error = %e, "cannot update the audit marker file");
+            }
+        }
         for reply in replies {
             match (reply, &result) {
                 (Reply::Appended(tx, a), Ok(())) => {

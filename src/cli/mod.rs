@@ -4,6 +4,7 @@
 //! outcomes to exit codes (0 ok, 1 a problem was found, 2 bad usage). `anyhow` is used here
 //! and nowhere deeper. Must not hold domain logic.
 
+mod audit;
 mod policy;
 
 use std::process::ExitCode;
@@ -26,12 +27,15 @@ enum Command {
     /// Check, test, evaluate and explain policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Read the audit log: list, show, export, stats.
+    Audit(audit::AuditArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

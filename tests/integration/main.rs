@@ -1,5 +1,6 @@
 //! The one integration test binary: every file under `tests/` would otherwise link the whole
 //! crate again. One module per area; `cargo test --test integration policy::` selects one.
 
+mod audit;
 mod policy;
 mod support;
