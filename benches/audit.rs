@@ -26,7 +26,11 @@ fn entry(i: usize) -> Entry {
     let user = i % USERS;
     Entry::Decision(DecisionRecord {
         room: format!("#room{}", i % 50),
-        sender: Who { network: "irc".into(), identity: format!("irc:account:user{user}"), name: format!("user{user}") },
+        sender: Who {
+            network: "irc".into(),
+            identity: format!("irc:account:user{user}"),
+            name: format!("user{user}"),
+        },
         text: format!("message number {i} with some ordinary words in it, as chat messages go"),
         rules: vec![["insults", "flood", "links", "shouting"][i % 4].into()],
         dry_run: vec![],
@@ -42,7 +46,11 @@ fn entry(i: usize) -> Entry {
 fn bench(c: &mut Criterion) {
     let full = std::env::args().any(|a| a == "--bench");
     let big = if full { 1_000_000 } else { 10_000 };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let entries: Vec<Entry> = (0..RECORDS).map(entry).collect();
     let mut group = c.benchmark_group("audit");
     group.sample_size(20);
@@ -58,7 +66,9 @@ fn bench(c: &mut Criterion) {
                 tasks.push(tokio::spawn(async move {
                     for e in mine {
                         if flush_each {
-                            log.append_flush_each(e, None, 1_700_000_000_000).await.unwrap();
+                            log.append_flush_each(e, None, 1_700_000_000_000)
+                                .await
+                                .unwrap();
                         } else {
                             log.append(e, None, 1_700_000_000_000).await.unwrap();
                         }
@@ -78,10 +88,24 @@ fn bench(c: &mut Criterion) {
     let bytes: Vec<Vec<u8>> = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| serde_json::to_vec(&Record { v: SCHEMA_VERSION, id: i as u64, case: i as u64, ts: 0, entry: e.clone() }).unwrap())
+        .map(|(i, e)| {
+            serde_json::to_vec(&Record {
+                v: SCHEMA_VERSION,
+                id: i as u64,
+                case: i as u64,
+                ts: 0,
+                entry: e.clone(),
+            })
+            .unwrap()
+        })
         .collect();
     let bare_dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(bare_dir.path()).mode(sled::Mode::HighThroughput).flush_every_ms(None).open().unwrap();
+    let db = sled::Config::new()
+        .path(bare_dir.path())
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
     let tree = db.open_tree("log").unwrap();
     let mut next: u64 = 0;
     group.bench_function("baseline_sled_flush", |b| {
@@ -98,39 +122,54 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // A big store for queries.
+    // A big store for queries, built only when a query benchmark runs.
     let big_dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(big_dir.path()).unwrap());
-    let started = std::time::Instant::now();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for w in 0..64 {
-            let log = log.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in (w..big).step_by(64) {
-                    log.append(entry(i), None, 1_700_000_000_000 + i as i64 * 1000).await.unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    let size = log.size_on_disk().unwrap();
-    eprintln!(
-        "audit store: {big} records written in {:?}; {size} bytes on disk, {} bytes per record",
-        started.elapsed(),
-        size / big as u64
-    );
-    let q = Query { user: Some("irc:account:user1234".into()), ..Query::default() };
+    let store: std::cell::OnceCell<Arc<AuditLog>> = std::cell::OnceCell::new();
+    let big_store = || {
+        store
+            .get_or_init(|| {
+                let log = Arc::new(AuditLog::open(big_dir.path()).unwrap());
+                let started = std::time::Instant::now();
+                rt.block_on(async {
+                    let mut tasks = Vec::new();
+                    for w in 0..64 {
+                        let log = log.clone();
+                        tasks.push(tokio::spawn(async move {
+                            for i in (w..big).step_by(64) {
+                                log.append(entry(i), None, 1_700_000_000_000 + i as i64 * 1000).await.unwrap();
+                            }
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    log.flush().await.unwrap();
+                });
+                let size = log.size_on_disk().unwrap();
+                eprintln!(
+                    "audit store: {big} records written in {:?}; {size} bytes on disk, {} bytes per record",
+                    started.elapsed(),
+                    size / big as u64
+                );
+                log
+            })
+            .clone()
+    };
+    let q = Query {
+        user: Some("irc:account:user1234".into()),
+        ..Query::default()
+    };
     let expected = big / USERS;
     group.bench_function("query_user", |b| {
+        let log = big_store();
         b.iter(|| {
             let r = log.query(&q).unwrap();
             assert_eq!(r.len(), expected);
         })
     });
+    group.sample_size(10);
     group.bench_function("scan_all", |b| {
+        let log = big_store();
         b.iter(|| {
             let r = log.query_by_scan(&q).unwrap();
             assert_eq!(r.len(), expected);

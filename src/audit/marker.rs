@@ -40,7 +40,11 @@ impl Marker {
 
     /// Opens the marker for updates, writing it whole with `committed`.
     pub fn write(dir: &Path, committed: u64) -> io::Result<Marker> {
-        let file = File::options().create(true).write(true).truncate(true).open(path(dir))?;
+        let file = File::options()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path(dir))?;
         file.write_all_at(format!("{HEADER}{committed:0DIGITS$}\n").as_bytes(), 0)?;
         file.sync_all()?;
         Ok(Marker { file })
@@ -48,6 +52,9 @@ impl Marker {
 
     /// Moves the mark forward; called after a commit's flush.
     pub fn set(&self, committed: u64) -> io::Result<()> {
-        self.file.write_all_at(format!("{committed:0DIGITS$}").as_bytes(), HEADER.len() as u64)
+        self.file.write_all_at(
+            format!("{committed:0DIGITS$}").as_bytes(),
+            HEADER.len() as u64,
+        )
     }
 }

@@ -17,13 +17,14 @@
 
 pub mod record;
 
+mod index;
 mod marker;
 mod query;
 mod state;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +35,8 @@ pub use record::{
 };
 pub use state::{Scheduled, ScheduledKind};
 
-use writer::{Op, Writer};
+use index::Memtable;
+use writer::{Op, Prepared};
 
 /// Errors of the audit store. Every variant names the path it is about where there is one.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,10 @@ pub struct Options {
     pub open_timeout: Duration,
     /// Most records committed together in one flush.
     pub max_group: usize,
+    /// Index postings are kept in memory and persisted as chunks after this many records...
+    pub index_chunk_records: usize,
+    /// ...or when the oldest is this old.
+    pub index_chunk_age: Duration,
 }
 
 impl Default for Options {
@@ -76,6 +82,8 @@ impl Default for Options {
         Options {
             open_timeout: Duration::from_secs(60),
             max_group: 1024,
+            index_chunk_records: index::CHUNK_RECORDS,
+            index_chunk_age: index::CHUNK_AGE,
         }
     }
 }
@@ -100,6 +108,9 @@ pub struct PendingAction {
 pub(crate) struct Trees {
     pub db: sled::Db,
     pub log: sled::Tree,
+    /// Index chunks and the index watermark (apart from the log, so record appends never
+    /// share pages with large index values).
+    pub index: sled::Tree,
     pub strikes: sled::Tree,
     pub schedule: sled::Tree,
     pub path: PathBuf,
@@ -119,8 +130,11 @@ impl Trees {
 /// The audit log and moderation state of one data directory.
 pub struct AuditLog {
     trees: Trees,
+    /// Postings of the records not yet in index chunks (shared with the writer).
+    memtable: Arc<RwLock<Memtable>>,
     ops: mpsc::Sender<Op>,
-    writer: Option<JoinHandle<()>>,
+    /// The writer and flusher threads.
+    threads: Option<(JoinHandle<()>, JoinHandle<()>)>,
     retention: Mutex<Option<Retention>>,
 }
 
@@ -144,26 +158,38 @@ impl AuditLog {
 
     pub fn open_with(dir: &Path, options: Options) -> Result<Self> {
         let path = dir.to_path_buf();
-        let (trees, high_water, marker) = open_trees(&path, options.open_timeout)?;
-        let next_id = high_water + 1;
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            marker,
-            trees: trees.clone(),
-            next_id,
-            max_group: options.max_group.max(1),
+        // A store released a moment ago (by this process or one shutting down) can stay locked
+        // while sled finishes its background work: retry briefly before calling it in use.
+        let started = std::time::Instant::now();
+        let (trees, high_water, marker) = loop {
+            match open_trees(&path, options.open_timeout) {
+                Err(AuditError::Locked { .. }) if started.elapsed() < LOCK_RETRY => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
         };
-        let thread = std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| AuditError::Open {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let next_id = high_water + 1;
+        let memtable = Arc::new(RwLock::new(recover_index(&trees)?));
+        let (tx, rx) = mpsc::channel();
+        let threads = writer::start(
+            trees.clone(),
+            next_id,
+            options.max_group.max(1),
+            marker,
+            memtable.clone(),
+            (options.index_chunk_records.max(1), options.index_chunk_age),
+            rx,
+        )
+        .map_err(|e| AuditError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(AuditLog {
             trees,
+            memtable,
             ops: tx,
-            writer: Some(thread),
+            threads: Some(threads),
             retention: Mutex::new(None),
         })
     }
@@ -197,10 +223,9 @@ impl AuditLog {
     /// Appends a record at `ts`; returns once it is durable. `case` links it to the record
     /// that opened its case (none: it opens a case of its own).
     pub async fn append(&self, entry: Entry, case: Option<u64>, ts: i64) -> Result<Appended> {
+        let record = prepare(entry, case, ts);
         self.submit(|reply| Op::Append {
-            entry,
-            case,
-            ts,
+            record,
             group: true,
             reply,
         })
@@ -209,10 +234,9 @@ impl AuditLog {
 
     /// [`AuditLog::append`] for code outside an async runtime (the CLI, tests).
     pub fn append_blocking(&self, entry: Entry, case: Option<u64>, ts: i64) -> Result<Appended> {
+        let record = prepare(entry, case, ts);
         self.submit_blocking(|reply| Op::Append {
-            entry,
-            case,
-            ts,
+            record,
             group: true,
             reply,
         })
@@ -226,10 +250,9 @@ impl AuditLog {
         case: Option<u64>,
         ts: i64,
     ) -> Result<Appended> {
+        let record = prepare(entry, case, ts);
         self.submit(|reply| Op::Append {
-            entry,
-            case,
-            ts,
+            record,
             group: false,
             reply,
         })
@@ -310,7 +333,7 @@ impl AuditLog {
         let mut out = Vec::with_capacity(n.min(1024));
         for item in self.trees.log.scan_prefix([record::K_RECORD]).rev().take(n) {
             let (k, v) = item.map_err(|e| self.trees.io(e))?;
-            let id = record::id_of_index_key(&k).unwrap_or(0);
+            let id = record::id_of_record_key(&k).unwrap_or(0);
             out.push(self.decode(id, &v)?);
         }
         Ok(out)
@@ -318,19 +341,15 @@ impl AuditLog {
 
     /// Every record of a case, oldest first.
     pub fn by_case(&self, case: u64) -> Result<Vec<Record>> {
-        let mut prefix = vec![record::K_CASE];
-        prefix.extend_from_slice(&case.to_be_bytes());
-        let mut out = Vec::new();
-        for item in self.trees.log.scan_prefix(prefix) {
-            let (k, _) = item.map_err(|e| self.trees.io(e))?;
-            if let Some(r) = record::id_of_index_key(&k)
-                .map(|id| self.get(id))
-                .transpose()?
-                .flatten()
-            {
+        let mut out: Vec<Record> = self.get(case)?.into_iter().collect();
+        let name = index::name(index::T_CASE, &format!("{case:016x}"));
+        for (_, id) in query::postings(self, &name, None, None)? {
+            if let Some(r) = self.get(id)? {
                 out.push(r);
             }
         }
+        out.sort_by_key(|r| r.id);
+        out.dedup_by_key(|r| r.id);
         Ok(out)
     }
 
@@ -479,12 +498,18 @@ impl Drop for AuditLog {
         // Closing the channel ends the writer after it has committed what it holds.
         let (tx, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.ops, tx));
-        if let Some(w) = self.writer.take() {
+        // The writer ends once the channel is empty, then the flusher once it has answered
+        // and persisted the index.
+        if let Some((w, f)) = self.threads.take() {
             let _ = w.join();
+            let _ = f.join();
         }
         let _ = self.trees.db.flush();
     }
 }
+
+/// How long opening retries a locked store before reporting it in use.
+const LOCK_RETRY: Duration = Duration::from_secs(2);
 
 /// A key in the database's default tree, written when the store is created.
 const CREATED_KEY: &[u8] = b"bridgewarden/created";
@@ -515,7 +540,10 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<(Trees, u64, marker::Mar
             reason: e.to_string(),
         });
     }
-    let io_err = |e: std::io::Error| AuditError::Open { path: path.to_path_buf(), reason: e.to_string() };
+    let io_err = |e: std::io::Error| AuditError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let marked = marker::Marker::read(path).map_err(io_err)?;
     let (tx, rx) = mpsc::channel();
     let p = path.to_path_buf();
@@ -523,6 +551,7 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<(Trees, u64, marker::Mar
         let result = std::panic::catch_unwind(|| -> Result<Trees, sled::Error> {
             let db = sled::Config::new().path(&p).mode(sled::Mode::HighThroughput).flush_every_ms(None).open()?;
             let log = db.open_tree("log")?;
+            let index = db.open_tree("index")?;
             let strikes = db.open_tree("strikes")?;
             let schedule = db.open_tree("schedule")?;
             // Touch both ends of the log: recovery problems surface here rather than later.
@@ -540,7 +569,7 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<(Trees, u64, marker::Mar
                 db.insert(CREATED_KEY, &crate::audit::now_ms().to_be_bytes())?;
                 db.flush()?;
             }
-            Ok(Trees { db, log, strikes, schedule, path: p.clone(), commits: Default::default() })
+            Ok(Trees { db, log, index, strikes, schedule, path: p.clone(), commits: Default::default() })
         });
         let _ = tx.send(result);
     });
@@ -589,16 +618,70 @@ fn open_trees(path: &Path, timeout: Duration) -> Result<(Trees, u64, marker::Mar
     }
 }
 
+/// Prepares an append in the caller's thread: the entry serialised, its index names computed.
+fn prepare(entry: Entry, case: Option<u64>, ts: i64) -> Prepared {
+    let record = Record {
+        v: SCHEMA_VERSION,
+        id: 0,
+        case: 0,
+        ts,
+        entry,
+    };
+    let names = index::names_of(&record);
+    // Serialising plain data cannot fail.
+    let entry_json = serde_json::to_vec(&record.entry).unwrap_or_else(|_| b"{}".to_vec());
+    Prepared {
+        entry_json,
+        names,
+        case,
+        ts,
+    }
+}
+
+/// Rebuilds the postings of the records after the index watermark (the tail the last run did
+/// not put into chunks, e.g. because it crashed).
+fn recover_index(t: &Trees) -> Result<Memtable> {
+    let watermark = match t
+        .index
+        .get(record::K_WATERMARK)
+        .map_err(|e| corrupt(&t.path, e))?
+    {
+        Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+        None => 0,
+    };
+    let mut m = Memtable::default();
+    let start = record::record_key(watermark.saturating_add(1));
+    for item in t.log.range(start..=record::record_key(u64::MAX)) {
+        let (k, v) = item.map_err(|e| corrupt(&t.path, e))?;
+        let id = record::id_of_record_key(&k).unwrap_or(0);
+        match serde_json::from_slice::<Record>(&v) {
+            Ok(r) => m.add(&r),
+            Err(e) => {
+                return Err(AuditError::BadRecord {
+                    path: t.path.clone(),
+                    id,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(m)
+}
+
 /// The highest record id the log has committed.
 fn high_water(t: &Trees) -> Result<u64> {
-    let mark = match t.log.get(record::K_HIGH_WATER).map_err(|e| corrupt(&t.path, e))? {
+    let mark = match t
+        .log
+        .get(record::K_HIGH_WATER)
+        .map_err(|e| corrupt(&t.path, e))?
+    {
         Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
         None => 0,
     };
     let last = match t.log.scan_prefix([record::K_RECORD]).next_back() {
         None => 0,
         Some(Err(e)) => return Err(corrupt(&t.path, e)),
-        Some(Ok((k, _))) => record::id_of_index_key(&k).unwrap_or(0),
+        Some(Ok((k, _))) => record::id_of_record_key(&k).unwrap_or(0),
     };
     Ok(mark.max(last))
 }

@@ -1,13 +1,11 @@
 //! Questions to the audit log, answered from its indexes; statistics; retention.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::record::{
-    id_of_index_key, index_keys, named_prefix, record_key, ts_bytes, Entry, Record, K_ACTION,
-    K_RECORD, K_ROOM, K_RULE, K_TIME, K_USER,
-};
+use super::index::{self, T_ACTION, T_ROOM, T_RULE, T_TIME, T_USER};
+use super::record::{id_of_record_key, record_key, Entry, Record, K_RECORD};
 use super::{AuditError, AuditLog, Result};
 
 /// A filter over records; every field given must hold. Newest records come first.
@@ -72,43 +70,30 @@ impl Query {
     }
 
     /// The index to read: the most selective filter given, else time.
-    fn index_prefix(&self) -> Vec<u8> {
+    fn index_name(&self) -> Vec<u8> {
         if let Some(u) = &self.user {
-            named_prefix(K_USER, u)
+            index::name(T_USER, u)
         } else if let Some(r) = &self.rule {
-            named_prefix(K_RULE, r)
+            index::name(T_RULE, r)
         } else if let Some(r) = &self.room {
-            named_prefix(K_ROOM, r)
+            index::name(T_ROOM, r)
         } else if let Some(a) = &self.action {
-            named_prefix(K_ACTION, a)
+            index::name(T_ACTION, a)
         } else {
-            vec![K_TIME]
+            vec![T_TIME]
         }
     }
 
     pub(crate) fn run(&self, log: &AuditLog) -> Result<Vec<Record>> {
         self.check()?;
-        let prefix = self.index_prefix();
-        let mut lo = prefix.clone();
-        lo.extend_from_slice(&ts_bytes(self.since.unwrap_or(0)));
-        let mut hi = prefix;
-        hi.extend_from_slice(&ts_bytes(self.until.unwrap_or(i64::MAX)));
-        hi.extend_from_slice(&[0xFF; 8]);
+        let postings = postings(log, &self.index_name(), self.since, self.until)?;
         let limit = if self.limit == 0 {
             usize::MAX
         } else {
             self.limit
         };
         let mut out = Vec::new();
-        let mut seen = BTreeSet::new();
-        for item in log.trees.log.range(lo..=hi).rev() {
-            let (k, _) = item.map_err(|e| log.trees.io(e))?;
-            let Some(id) = id_of_index_key(&k) else {
-                continue;
-            };
-            if !seen.insert(id) {
-                continue;
-            }
+        for (_, id) in postings.into_iter().rev() {
             if let Some(r) = log.get(id)? {
                 if self.matches(&r) {
                     out.push(r);
@@ -131,7 +116,7 @@ impl Query {
         let mut out = Vec::new();
         for item in log.trees.log.scan_prefix([K_RECORD]).rev() {
             let (k, v) = item.map_err(|e| log.trees.io(e))?;
-            let id = id_of_index_key(&k).unwrap_or(0);
+            let id = id_of_record_key(&k).unwrap_or(0);
             let r = log.decode(id, &v)?;
             if self.matches(&r) {
                 out.push(r);
@@ -150,6 +135,38 @@ pub fn format_ts(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The postings (ts, id) of an index name between `since` and `until`, oldest first: from
+/// the persisted chunks and the memtable.
+pub(crate) fn postings(
+    log: &AuditLog,
+    name: &[u8],
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<(i64, u64)>> {
+    let (since, until) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
+    let prefix = index::chunk_prefix(name);
+    // Chunks are keyed by their newest time: those newer than `since` may hold postings in range.
+    let mut lo = prefix.clone();
+    lo.extend_from_slice(&(since.max(0) as u64).to_be_bytes());
+    let mut out = Vec::new();
+    for item in log.trees.index.range(lo..) {
+        let (k, v) = item.map_err(|e| log.trees.io(e))?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        out.extend(index::decode(&v).filter(|(ts, _)| *ts >= since && *ts <= until));
+    }
+    out.extend(
+        log.memtable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name, since, until),
+    );
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// Ids of the records between `since` and `until`, oldest first.
 pub(crate) fn time_range_ids(
     log: &AuditLog,
@@ -162,19 +179,10 @@ pub(crate) fn time_range_ids(
         ..Query::default()
     }
     .check()?;
-    let mut lo = vec![K_TIME];
-    lo.extend_from_slice(&ts_bytes(since.unwrap_or(0)));
-    let mut hi = vec![K_TIME];
-    hi.extend_from_slice(&ts_bytes(until.unwrap_or(i64::MAX)));
-    hi.extend_from_slice(&[0xFF; 8]);
-    let mut ids = Vec::new();
-    for item in log.trees.log.range(lo..=hi) {
-        let (k, _) = item.map_err(|e| log.trees.io(e))?;
-        if let Some(id) = id_of_index_key(&k) {
-            ids.push(id);
-        }
-    }
-    Ok(ids)
+    Ok(postings(log, &[T_TIME], since, until)?
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect())
 }
 
 /// Counts for one day.
@@ -223,34 +231,37 @@ pub(crate) fn stats(log: &AuditLog, since: Option<i64>, until: Option<i64>) -> R
 
 pub(crate) fn purge_before(log: &AuditLog, cutoff: i64, batch: usize) -> Result<usize> {
     let t = &log.trees;
+    // The records, in batches so appends are never held up for long.
+    let old = time_range_ids(log, None, Some(cutoff - 1))?;
     let mut removed = 0;
-    loop {
-        let lo = vec![K_TIME];
-        let mut hi = vec![K_TIME];
-        hi.extend_from_slice(&ts_bytes(cutoff));
-        let mut keys: Vec<sled::IVec> = Vec::with_capacity(batch);
-        for item in t.log.range(lo..hi).take(batch) {
-            keys.push(item.map_err(|e| t.io(e))?.0);
-        }
-        if keys.is_empty() {
-            return Ok(removed);
-        }
+    for ids in old.chunks(batch) {
         let mut b = sled::Batch::default();
-        for k in &keys {
-            b.remove(k.clone());
-            let Some(id) = id_of_index_key(k) else {
-                continue;
-            };
-            if let Some(bytes) = t.log.get(record_key(id)).map_err(|e| t.io(e))? {
-                if let Ok(r) = serde_json::from_slice::<Record>(&bytes) {
-                    for key in index_keys(&r) {
-                        b.remove(key);
-                    }
-                }
-                b.remove(&record_key(id));
+        for id in ids {
+            if t.log.contains_key(record_key(*id)).map_err(|e| t.io(e))? {
+                b.remove(&record_key(*id));
                 removed += 1;
             }
         }
         t.log.apply_batch(b).map_err(|e| t.io(e))?;
     }
+    // Index chunks whose every posting is older than the cutoff. Chunks that straddle it keep
+    // postings of deleted records until they age out; queries skip those.
+    for tag in index::CHUNK_TAGS {
+        let mut b = sled::Batch::default();
+        let mut n = 0;
+        for item in t.index.scan_prefix([tag]) {
+            let (k, _) = item.map_err(|e| t.io(e))?;
+            if index::chunk_newest_ts(&k).is_some_and(|ts| ts < cutoff) {
+                b.remove(k);
+                n += 1;
+                if n % batch == 0 {
+                    t.index
+                        .apply_batch(std::mem::take(&mut b))
+                        .map_err(|e| t.io(e))?;
+                }
+            }
+        }
+        t.index.apply_batch(b).map_err(|e| t.io(e))?;
+    }
+    Ok(removed)
 }

@@ -224,17 +224,13 @@ pub struct Record {
     pub entry: Entry,
 }
 
-// Key layout of the log tree. Every record and its index entries are written in one atomic
-// batch, so an index entry never points at a missing record.
+// Key layout of the log tree: records under `r` + id; index chunks under their index names
+// (see `index`); two marks.
 pub(crate) const K_RECORD: u8 = b'r';
-pub(crate) const K_TIME: u8 = b't';
-pub(crate) const K_CASE: u8 = b'c';
-pub(crate) const K_USER: u8 = b'u';
-pub(crate) const K_ROOM: u8 = b'o';
-pub(crate) const K_RULE: u8 = b'l';
-pub(crate) const K_ACTION: u8 = b'a';
 /// The highest record id committed, written with every commit (never deleted by retention).
 pub(crate) const K_HIGH_WATER: &[u8] = b"h";
+/// The last record id whose postings are in index chunks.
+pub(crate) const K_WATERMARK: &[u8] = b"w";
 
 pub(crate) fn record_key(id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -243,62 +239,10 @@ pub(crate) fn record_key(id: u64) -> [u8; 9] {
     k
 }
 
-/// Timestamps sort as unsigned big-endian; negative times (before 1970) clamp to 0.
-pub(crate) fn ts_bytes(ts: i64) -> [u8; 8] {
-    (ts.max(0) as u64).to_be_bytes()
-}
-
-/// `prefix tag` + `name` + NUL: the start of a named index's keys. Names are lower-cased (IRC
-/// and Matrix compare these case-insensitively) and cannot contain the NUL separator.
-pub(crate) fn named_prefix(tag: u8, name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 2 + 16);
-    k.push(tag);
-    for b in name.to_lowercase().bytes() {
-        k.push(if b == 0 { 1 } else { b });
-    }
-    k.push(0);
-    k
-}
-
-/// Every index key of a record (the record key itself excluded).
-pub(crate) fn index_keys(r: &Record) -> Vec<Vec<u8>> {
-    let ts = ts_bytes(r.ts);
-    let id = r.id.to_be_bytes();
-    let tail = |mut k: Vec<u8>| {
-        k.extend_from_slice(&ts);
-        k.extend_from_slice(&id);
-        k
-    };
-    let mut keys = Vec::new();
-    keys.push(tail(vec![K_TIME]));
-    let mut case = vec![K_CASE];
-    case.extend_from_slice(&r.case.to_be_bytes());
-    case.extend_from_slice(&id);
-    keys.push(case);
-    for who in r.entry.users() {
-        keys.push(tail(named_prefix(K_USER, &who.identity)));
-        if !who.name.eq_ignore_ascii_case(&who.identity) {
-            keys.push(tail(named_prefix(K_USER, &who.name)));
-        }
-    }
-    if let Some(room) = r.entry.room() {
-        keys.push(tail(named_prefix(K_ROOM, room)));
-    }
-    for rule in r.entry.rules() {
-        keys.push(tail(named_prefix(K_RULE, rule)));
-    }
-    for action in r.entry.actions() {
-        keys.push(tail(named_prefix(K_ACTION, action)));
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-/// The record id at the end of an index key (every index key ends with it).
-pub(crate) fn id_of_index_key(key: &[u8]) -> Option<u64> {
-    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(u64::from_be_bytes(tail))
+/// The record id of a record key.
+pub(crate) fn id_of_record_key(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    (key.len() == 9 && key[0] == K_RECORD).then(|| u64::from_be_bytes(tail))
 }
 
 #[cfg(test)]
@@ -377,20 +321,28 @@ mod tests {
     }
 
     #[test]
-    fn index_keys_cover_users_by_identity_and_name_rooms_rules_and_actions() {
-        let r = Record {
-            v: 1,
-            id: 42,
-            case: 40,
-            ts: 1000,
-            entry: serde_json::from_str::<Record>(V1_DECISION).unwrap().entry,
+    fn index_names_cover_users_by_identity_and_name_rooms_rules_and_actions() {
+        use crate::audit::index::{
+            name, names_of, T_ACTION, T_CASE, T_ROOM, T_RULE, T_TIME, T_USER,
         };
-        let keys = index_keys(&r);
-        let has =
-            |tag: u8, name: &str| keys.iter().any(|k| k.starts_with(&named_prefix(tag, name)));
-        assert!(has(K_USER, "irc:account:troll") && has(K_USER, "TROLL"));
-        assert!(has(K_ROOM, "#CHAT") && has(K_RULE, "insults"));
-        assert!(has(K_ACTION, "delete") && has(K_ACTION, "warn"));
-        assert!(keys.iter().all(|k| id_of_index_key(k) == Some(42)));
+        let mut r: Record = serde_json::from_str(V1_DECISION).unwrap();
+        let names = names_of(&r);
+        for n in [
+            name(T_USER, "irc:account:troll"),
+            name(T_USER, "TROLL"),
+            name(T_ROOM, "#CHAT"),
+            name(T_RULE, "insults"),
+            name(T_ACTION, "delete"),
+            name(T_ACTION, "warn"),
+            vec![T_TIME],
+        ] {
+            assert!(names.contains(&n), "{n:?} missing from {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n[0] == T_CASE),
+            "a case opener needs no case posting"
+        );
+        r.case = 3;
+        assert!(names_of(&r).contains(&name(T_CASE, "0000000000000003")));
     }
 }

@@ -174,7 +174,7 @@ impl AuditLog {
             match serde_json::from_slice::<Scheduled>(&v) {
                 Ok(s) => out.push(s),
                 Err(e) => {
-                    let id = super::record::id_of_index_key(&k).unwrap_or(0);
+                    let id = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
                     return Err(AuditError::BadRecord {
                         path: self.trees.path.clone(),
                         id,

@@ -108,7 +108,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match command {
-        AuditCommand::List { filters, limit, json } => {
+        AuditCommand::List {
+            filters,
+            limit,
+            json,
+        } => {
             let q = Query {
                 user: filters.user,
                 room: filters.room,
@@ -157,9 +161,17 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
             } else {
-                writeln!(out, "{:<10}  {:<8}  {:<28}  {:>7}", "DAY", "WHAT", "NAME", "COUNT")?;
+                writeln!(
+                    out,
+                    "{:<10}  {:<8}  {:<28}  {:>7}",
+                    "DAY", "WHAT", "NAME", "COUNT"
+                )?;
                 for (day, d) in &s.days {
-                    for (what, map) in [("rule", &d.rules), ("action", &d.actions), ("failed", &d.failed)] {
+                    for (what, map) in [
+                        ("rule", &d.rules),
+                        ("action", &d.actions),
+                        ("failed", &d.failed),
+                    ] {
                         for (name, n) in map {
                             writeln!(out, "{day:<10}  {what:<8}  {name:<28}  {n:>7}")?;
                         }
@@ -177,16 +189,29 @@ fn open(dir: &Path) -> anyhow::Result<AuditLog> {
         bail!("no audit store in {} (give --audit-dir DIR)", dir.display());
     }
     let mut options = audit::Options::default();
-    if let Some(secs) = std::env::var("BRIDGEWARDEN_AUDIT_OPEN_TIMEOUT").ok().and_then(|s| s.parse().ok()) {
+    if let Some(secs) = std::env::var("BRIDGEWARDEN_AUDIT_OPEN_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         options.open_timeout = Duration::from_secs(secs);
     }
     Ok(AuditLog::open_with(dir, options)?)
 }
 
 /// Parses --since/--until and checks they make a range.
-fn times(since: &Option<String>, until: &Option<String>, now: i64) -> anyhow::Result<(Option<i64>, Option<i64>)> {
-    let since = since.as_deref().map(|s| parse_time(s, now).with_context(|| format!("--since {s:?}"))).transpose()?;
-    let until = until.as_deref().map(|s| parse_time(s, now).with_context(|| format!("--until {s:?}"))).transpose()?;
+fn times(
+    since: &Option<String>,
+    until: &Option<String>,
+    now: i64,
+) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+    let since = since
+        .as_deref()
+        .map(|s| parse_time(s, now).with_context(|| format!("--since {s:?}")))
+        .transpose()?;
+    let until = until
+        .as_deref()
+        .map(|s| parse_time(s, now).with_context(|| format!("--until {s:?}")))
+        .transpose()?;
     if let (Some(s), Some(u)) = (since, until) {
         if s > u {
             bail!(
@@ -207,16 +232,32 @@ fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
     if let Ok(age) = PolicyDuration::parse(s) {
         return Ok(now - age.as_millis() as i64);
     }
-    let text = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    let t = humantime::parse_rfc3339_weak(&text)
-        .map_err(|_| anyhow::anyhow!("write a time as 2026-11-26T10:00:00Z, 2026-11-26, unix ms, or an age like 7d"))?;
-    let ms = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let text = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "write a time as 2026-11-26T10:00:00Z, 2026-11-26, unix ms, or an age like 7d"
+        )
+    })?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     Ok(ms)
 }
 
-fn export(log: &AuditLog, output: Option<&Path>, since: Option<i64>, until: Option<i64>) -> anyhow::Result<usize> {
+fn export(
+    log: &AuditLog,
+    output: Option<&Path>,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> anyhow::Result<usize> {
     let mut sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)),
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     // A progress line on a terminal, for large exports; nothing when piped.
@@ -232,8 +273,8 @@ fn export(log: &AuditLog, output: Option<&Path>, since: Option<i64>, until: Opti
             sink.write_all(bytes)?;
             sink.write_all(b"\n")?;
             done += 1;
-            if show_progress && (done % 10_000 == 0 || done == total) {
-                let pct = if total == 0 { 100 } else { done * 100 / total };
+            if show_progress && (done.is_multiple_of(10_000) || done == total) {
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
                 eprint!("\rexporting: {done}/{total} records ({pct}%)");
                 if done == total {
                     eprintln!();
@@ -247,9 +288,18 @@ fn export(log: &AuditLog, output: Option<&Path>, since: Option<i64>, until: Opti
 }
 
 fn print_table(out: &mut impl Write, records: &[Record]) -> io::Result<()> {
-    writeln!(out, "{:>8}  {:<20}  {:<11}  {:<16}  {:<24}  DETAIL", "ID", "TIME (UTC)", "TYPE", "ROOM", "USER")?;
+    writeln!(
+        out,
+        "{:>8}  {:<20}  {:<11}  {:<16}  {:<24}  DETAIL",
+        "ID", "TIME (UTC)", "TYPE", "ROOM", "USER"
+    )?;
     for r in records {
-        let user = r.entry.users().first().map(|w| w.name.clone()).unwrap_or_default();
+        let user = r
+            .entry
+            .users()
+            .first()
+            .map(|w| w.name.clone())
+            .unwrap_or_default();
         writeln!(
             out,
             "{:>8}  {:<20}  {:<11}  {:<16}  {:<24}  {}",
@@ -300,13 +350,26 @@ fn summary(e: &Entry) -> String {
                 audit::Actor::Moderator { who } => format!("by {}", who.name),
                 audit::Actor::Schedule => "scheduled".into(),
             };
-            let dur = a.duration.as_deref().map(|d| format!(" {d}")).unwrap_or_default();
+            let dur = a
+                .duration
+                .as_deref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default();
             format!("{}{dur} ({by}) {}", a.action, outcome(&a.outcome))
         }
         Entry::Outcome(o) => format!("{} #{}: {}", o.action, o.action_id, outcome(&o.outcome)),
         Entry::PolicyLoad(p) => {
-            let status = if p.ok { "loaded".to_string() } else { format!("failed: {}", p.error.as_deref().unwrap_or("")) };
-            format!("{} {} by {} {status}", p.file, p.hash.as_deref().unwrap_or("-"), p.by)
+            let status = if p.ok {
+                "loaded".to_string()
+            } else {
+                format!("failed: {}", p.error.as_deref().unwrap_or(""))
+            };
+            format!(
+                "{} {} by {} {status}",
+                p.file,
+                p.hash.as_deref().unwrap_or("-"),
+                p.by
+            )
         }
         Entry::Command(c) => format!("{:?} {}", c.command, if c.ok { "ok" } else { "refused" }),
         Entry::Other => "(a record type this version does not know)".into(),
@@ -314,9 +377,24 @@ fn summary(e: &Entry) -> String {
 }
 
 fn describe(r: &Record) -> String {
-    let user = r.entry.users().first().map(|w| format!(" {}", w.name)).unwrap_or_default();
-    let room = r.entry.room().map(|x| format!(" in {x}")).unwrap_or_default();
-    format!("#{} {} {}{user}{room}: {}", r.id, audit::record_time(r.ts), r.entry.kind(), summary(&r.entry))
+    let user = r
+        .entry
+        .users()
+        .first()
+        .map(|w| format!(" {}", w.name))
+        .unwrap_or_default();
+    let room = r
+        .entry
+        .room()
+        .map(|x| format!(" in {x}"))
+        .unwrap_or_default();
+    format!(
+        "#{} {} {}{user}{room}: {}",
+        r.id,
+        audit::record_time(r.ts),
+        r.entry.kind(),
+        summary(&r.entry)
+    )
 }
 
 fn details(r: &Record) -> Vec<String> {
@@ -324,8 +402,14 @@ fn details(r: &Record) -> Vec<String> {
         Entry::Decision(d) => {
             let mut v = vec![
                 format!("text: {:?}", d.text),
-                format!("sender: {} ({} on {})", d.sender.name, d.sender.identity, d.sender.network),
-                format!("policy: {} ({}), strikes now {}", d.policy, d.mode, d.strikes),
+                format!(
+                    "sender: {} ({} on {})",
+                    d.sender.name, d.sender.identity, d.sender.network
+                ),
+                format!(
+                    "policy: {} ({}), strikes now {}",
+                    d.policy, d.mode, d.strikes
+                ),
             ];
             if let Some(matches) = d.matches.as_array() {
                 for m in matches {

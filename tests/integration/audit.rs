@@ -12,7 +12,11 @@ use bridgewarden::audit::{ActionRecord, Actor, AuditLog, DecisionRecord, Entry, 
 use crate::support::run_in;
 
 fn who(name: &str) -> Who {
-    Who { network: "irc".into(), identity: format!("irc:account:{name}"), name: name.into() }
+    Who {
+        network: "irc".into(),
+        identity: format!("irc:account:{name}"),
+        name: name.into(),
+    }
 }
 
 fn decision(room: &str, sender: &str, rule: &str, text: &str) -> Entry {
@@ -41,8 +45,18 @@ fn populate(dir: &Path) -> (u64, u64) {
     let mut mute = 0;
     for day in 0..3 {
         for i in 0..10 {
-            let (who, rule) = if i % 2 == 0 { ("troll", "insults") } else { ("spammer", "flood") };
-            let d = log.append_blocking(decision("#chat", who, rule, &format!("message {day}-{i}")), None, T0 + day * DAY + i).unwrap();
+            let (who, rule) = if i % 2 == 0 {
+                ("troll", "insults")
+            } else {
+                ("spammer", "flood")
+            };
+            let d = log
+                .append_blocking(
+                    decision("#chat", who, rule, &format!("message {day}-{i}")),
+                    None,
+                    T0 + day * DAY + i,
+                )
+                .unwrap();
             if day == 1 && i == 0 {
                 case = d.case;
                 let action = ActionRecord {
@@ -55,9 +69,19 @@ fn populate(dir: &Path) -> (u64, u64) {
                     message: None,
                     outcome: Outcome::Pending,
                 };
-                mute = log.append_blocking(Entry::Action(action), Some(case), T0 + day * DAY + 100).unwrap().id;
-                let done = Entry::Outcome(bridgewarden::audit::OutcomeRecord { action_id: mute, action: "mute".into(), outcome: Outcome::Failed { reason: "no power".into() } });
-                log.append_blocking(done, Some(case), T0 + day * DAY + 101).unwrap();
+                mute = log
+                    .append_blocking(Entry::Action(action), Some(case), T0 + day * DAY + 100)
+                    .unwrap()
+                    .id;
+                let done = Entry::Outcome(bridgewarden::audit::OutcomeRecord {
+                    action_id: mute,
+                    action: "mute".into(),
+                    outcome: Outcome::Failed {
+                        reason: "no power".into(),
+                    },
+                });
+                log.append_blocking(done, Some(case), T0 + day * DAY + 101)
+                    .unwrap();
             }
         }
     }
@@ -84,52 +108,136 @@ fn cli_lists_shows_exports_and_counts() {
     let rows: Vec<&str> = list.stdout.lines().collect();
     assert_eq!(rows.len(), 5, "header + 4 rows:\n{}", list.stdout);
     assert!(rows[0].starts_with("      ID  TIME (UTC)"), "{}", rows[0]);
-    assert!(rows[1..].iter().all(|r| r.contains("troll")), "{}", list.stdout);
-    assert!(rows[1].contains("2025-11-28T00:00:00Z"), "newest first: {}", rows[1]);
+    assert!(
+        rows[1..].iter().all(|r| r.contains("troll")),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        rows[1].contains("2025-11-28T00:00:00Z"),
+        "newest first: {}",
+        rows[1]
+    );
 
-    let json = audit(dir.path(), &["list", "--rule", "flood", "--since", "2025-11-27", "--until", "2025-11-27T23:59:59Z", "--json", "--limit", "100"]);
-    let records: Vec<serde_json::Value> = json.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let json = audit(
+        dir.path(),
+        &[
+            "list",
+            "--rule",
+            "flood",
+            "--since",
+            "2025-11-27",
+            "--until",
+            "2025-11-27T23:59:59Z",
+            "--json",
+            "--limit",
+            "100",
+        ],
+    );
+    let records: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), 5, "{}", json.stdout);
-    assert!(records.iter().all(|r| r["rules"][0] == "flood" && r["ts"].as_i64().unwrap() / DAY == T0 / DAY + 1));
+    assert!(records
+        .iter()
+        .all(|r| r["rules"][0] == "flood" && r["ts"].as_i64().unwrap() / DAY == T0 / DAY + 1));
 
-    let actions = audit(dir.path(), &["list", "--action", "mute", "--type", "action", "--json"]);
+    let actions = audit(
+        dir.path(),
+        &["list", "--action", "mute", "--type", "action", "--json"],
+    );
     assert_eq!(actions.stdout.lines().count(), 1, "{}", actions.stdout);
 
     let show = audit(dir.path(), &["show", &mute.to_string()]);
     assert_eq!(show.code, Some(0), "{}", show.stderr);
-    assert!(show.stdout.starts_with(&format!("case {case} (3 records)")), "{}", show.stdout);
-    assert!(show.stdout.contains(&format!("> #{mute} ")), "{}", show.stdout);
-    assert!(show.stdout.contains("mute 10m (rule insults) pending"), "{}", show.stdout);
+    assert!(
+        show.stdout.starts_with(&format!("case {case} (3 records)")),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains(&format!("> #{mute} ")),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains("mute 10m (rule insults) pending"),
+        "{}",
+        show.stdout
+    );
     assert!(show.stdout.contains("failed: no power"), "{}", show.stdout);
-    assert!(show.stdout.contains("text: \"message 1-0\""), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("text: \"message 1-0\""),
+        "{}",
+        show.stdout
+    );
 
     let out = dir.path().join("export.jsonl");
     let export = audit(dir.path(), &["export", "--output", out.to_str().unwrap()]);
     assert_eq!(export.code, Some(0), "{}", export.stderr);
     let exported = std::fs::read_to_string(&out).unwrap();
     assert_eq!(exported.lines().count(), 32);
-    let ids: Vec<u64> = exported.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = exported
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first");
     let stdout_export = audit(dir.path(), &["export", "--since", "2025-11-28"]);
     assert_eq!(stdout_export.stdout.lines().count(), 10);
 
     let stats = audit(dir.path(), &["stats"]);
     assert_eq!(stats.code, Some(0), "{}", stats.stderr);
-    assert!(stats.stdout.contains("2025-11-26  rule      insults                             5"), "{}", stats.stdout);
-    assert!(stats.stdout.contains("2025-11-27  action    mute                                1"), "{}", stats.stdout);
-    assert!(stats.stdout.contains("2025-11-27  failed    mute                                1"), "{}", stats.stdout);
+    assert!(
+        stats
+            .stdout
+            .contains("2025-11-26  rule      insults                             5"),
+        "{}",
+        stats.stdout
+    );
+    assert!(
+        stats
+            .stdout
+            .contains("2025-11-27  action    mute                                1"),
+        "{}",
+        stats.stdout
+    );
+    assert!(
+        stats
+            .stdout
+            .contains("2025-11-27  failed    mute                                1"),
+        "{}",
+        stats.stdout
+    );
 }
 
 #[test]
 fn cli_refuses_impossible_filters_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path());
-    let run = audit(dir.path(), &["list", "--since", "2025-11-28", "--until", "2025-11-26"]);
+    let run = audit(
+        dir.path(),
+        &["list", "--since", "2025-11-28", "--until", "2025-11-26"],
+    );
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("--since (2025-11-28T00:00:00Z) is after --until (2025-11-26T00:00:00Z)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--since (2025-11-28T00:00:00Z) is after --until (2025-11-26T00:00:00Z)"),
+        "{}",
+        run.stderr
+    );
     let run = audit(dir.path(), &["list", "--since", "yesterday-ish"]);
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("--since \"yesterday-ish\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--since \"yesterday-ish\""),
+        "{}",
+        run.stderr
+    );
     let run = audit(dir.path(), &["show", "999999"]);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("no record 999999"), "{}", run.stderr);
@@ -148,8 +256,16 @@ fn cli_on_a_store_in_use_says_so_at_once() {
     let run = audit(dir.path(), &["list"]);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("is in use by another process"), "{}", run.stderr);
-    assert!(run.stderr.contains(&dir.path().display().to_string()), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is in use by another process"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&dir.path().display().to_string()),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -160,12 +276,26 @@ fn cli_on_a_damaged_store_gives_a_clear_error_naming_the_path() {
         let db = dir.path().join("db");
         let len = std::fs::metadata(&db).unwrap().len();
         match damage {
-            "truncate-empty" => std::fs::File::options().write(true).open(&db).unwrap().set_len(0).unwrap(),
-            "truncate-half" => std::fs::File::options().write(true).open(&db).unwrap().set_len(len / 2).unwrap(),
+            "truncate-empty" => std::fs::File::options()
+                .write(true)
+                .open(&db)
+                .unwrap()
+                .set_len(0)
+                .unwrap(),
+            "truncate-half" => std::fs::File::options()
+                .write(true)
+                .open(&db)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap(),
             _ => {
                 let mut bytes = std::fs::read(&db).unwrap();
                 let mut x: u32 = 12345;
-                for b in bytes.iter_mut().skip(len as usize / 4).take(len as usize / 2) {
+                for b in bytes
+                    .iter_mut()
+                    .skip(len as usize / 4)
+                    .take(len as usize / 2)
+                {
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
@@ -183,10 +313,20 @@ fn cli_on_a_damaged_store_gives_a_clear_error_naming_the_path() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(started.elapsed() < Duration::from_secs(20), "{damage}: took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{damage}: took {:?}",
+            started.elapsed()
+        );
         assert_eq!(out.status.code(), Some(1), "{damage}: {stderr}");
-        assert!(stderr.contains("is corrupted or truncated"), "{damage}: {stderr}");
-        assert!(stderr.contains(&dir.path().display().to_string()), "{damage}: {stderr}");
+        assert!(
+            stderr.contains("is corrupted or truncated"),
+            "{damage}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&dir.path().display().to_string()),
+            "{damage}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{damage}: {stderr}");
     }
 }
@@ -195,8 +335,14 @@ fn cli_on_a_damaged_store_gives_a_clear_error_naming_the_path() {
 /// prints each id once `append` returned. Does nothing unless started by the crash test.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var("BRIDGEWARDEN_CRASH_CHILD_DIR") else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Ok(dir) = std::env::var("BRIDGEWARDEN_CRASH_CHILD_DIR") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let log = Arc::new(AuditLog::open(Path::new(&dir)).unwrap());
         let mut tasks = Vec::new();
@@ -205,7 +351,14 @@ fn crash_child() {
             tasks.push(tokio::spawn(async move {
                 for n in 0.. {
                     let text = format!("record {w}-{n}");
-                    let a = log.append(decision("#crash", &format!("writer{w}"), "crash", &text), None, 1000 + n).await.unwrap();
+                    let a = log
+                        .append(
+                            decision("#crash", &format!("writer{w}"), "crash", &text),
+                            None,
+                            1000 + n,
+                        )
+                        .await
+                        .unwrap();
                     println!("APPENDED {} {w} {n}", a.id);
                 }
             }));
@@ -218,11 +371,21 @@ fn crash_child() {
 
 #[test]
 fn every_acknowledged_record_survives_sigkill() {
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 | 1;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
     for round in 0..20 {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["audit::crash_child", "--exact", "--nocapture", "--test-threads", "1"])
+            .args([
+                "audit::crash_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("BRIDGEWARDEN_CRASH_CHILD_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -245,7 +408,8 @@ fn every_acknowledged_record_survives_sigkill() {
             acked
         });
         // Wait for the first acknowledged append, then kill at a random moment.
-        rx.recv_timeout(Duration::from_secs(30)).expect("the child appended nothing");
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the child appended nothing");
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -255,17 +419,48 @@ fn every_acknowledged_record_survives_sigkill() {
         let acked = reader.join().unwrap();
         assert!(!acked.is_empty());
 
-        let log = AuditLog::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let log = AuditLog::open(dir.path())
+            .unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
         for (id, w, n) in &acked {
-            let record = log.get(*id).unwrap_or_else(|e| panic!("round {round}: record {id}: {e}"));
-            let Some(record) = record else { panic!("round {round}: acknowledged record {id} is missing ({} acked)", acked.len()) };
-            let Entry::Decision(d) = &record.entry else { panic!("round {round}: record {id} changed type") };
-            assert_eq!(d.text, format!("record {w}-{n}"), "round {round}: record {id} is not intact");
+            let record = log
+                .get(*id)
+                .unwrap_or_else(|e| panic!("round {round}: record {id}: {e}"));
+            let Some(record) = record else {
+                panic!(
+                    "round {round}: acknowledged record {id} is missing ({} acked)",
+                    acked.len()
+                )
+            };
+            let Entry::Decision(d) = &record.entry else {
+                panic!("round {round}: record {id} changed type")
+            };
+            assert_eq!(
+                d.text,
+                format!("record {w}-{n}"),
+                "round {round}: record {id} is not intact"
+            );
             assert_eq!(d.sender.name, format!("writer{w}"));
+        }
+        // The index was recovered too: each writer's acknowledged records are found by user.
+        for w in 0..8u64 {
+            let mine: std::collections::BTreeSet<u64> =
+                acked.iter().filter(|a| a.1 == w).map(|a| a.0).collect();
+            let q = bridgewarden::audit::Query {
+                user: Some(format!("writer{w}")),
+                ..Default::default()
+            };
+            let found: std::collections::BTreeSet<u64> =
+                log.query(&q).unwrap().iter().map(|r| r.id).collect();
+            assert!(
+                found.is_superset(&mine),
+                "round {round}: writer{w}'s records missing from the index"
+            );
         }
         // The store takes new appends after the crash, with fresh ids.
         let max = acked.iter().map(|a| a.0).max().unwrap();
-        let next = log.append_blocking(decision("#crash", "after", "crash", "after"), None, 1).unwrap();
+        let next = log
+            .append_blocking(decision("#crash", "after", "crash", "after"), None, 1)
+            .unwrap();
         assert!(next.id > max, "round {round}: id {} reused", next.id);
     }
 }
