@@ -3,6 +3,9 @@
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod audit;
+pub mod chat;
 pub mod cli;
+pub mod irc;
 pub mod policy;
 pub mod policy_files;
+pub mod rich_text;
