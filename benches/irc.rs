@@ -19,8 +19,24 @@ const N: usize = 10_000;
 
 fn corpus() -> Vec<RichText> {
     let words = [
-        "hello", "release", "build", "привет", "сборка", "سلام", "ساخت", "the", "и", "و", "fails", "works",
-        "مرسی", "спасибо", "today", "tomorrow", "#1234", "https://example.org/x",
+        "hello",
+        "release",
+        "build",
+        "привет",
+        "сборка",
+        "سلام",
+        "ساخت",
+        "the",
+        "и",
+        "و",
+        "fails",
+        "works",
+        "مرسی",
+        "спасибо",
+        "today",
+        "tomorrow",
+        "#1234",
+        "https://example.org/x",
     ];
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = || {
@@ -31,13 +47,23 @@ fn corpus() -> Vec<RichText> {
     };
     (0..N)
         .map(|_| {
-            let len = if next() % 10 == 0 { 120 } else { 4 + next() % 20 };
+            let len = if next() % 10 == 0 {
+                120
+            } else {
+                4 + next() % 20
+            };
             let mut t = RichText::default();
             for i in 0..len {
                 let w = words[(next() % words.len() as u64) as usize];
                 let style = match next() % 12 {
-                    0 => Style { bold: true, ..Style::default() },
-                    1 => Style { fg: Some(Colour::Index(4)), ..Style::default() },
+                    0 => Style {
+                        bold: true,
+                        ..Style::default()
+                    },
+                    1 => Style {
+                        fg: Some(Colour::Index(4)),
+                        ..Style::default()
+                    },
                     _ => Style::default(),
                 };
                 if i > 0 {

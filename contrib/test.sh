@@ -20,6 +20,10 @@ for component in rustfmt clippy; do
     fi
 done
 
+say "test servers"
+contrib/install-test-servers.sh
+export PATH="$PATH:/usr/sbin"
+
 say "formatting"
 cargo fmt --check
 

@@ -165,6 +165,21 @@ impl IrcHandle {
         &self.network
     }
 
+    /// Queues a command now, in call order, and returns its outcome to await later: how a
+    /// relay keeps messages in order without waiting for each to be written.
+    pub async fn submit(
+        &self,
+        command: Command,
+    ) -> Result<impl std::future::Future<Output = Result<Done, IrcError>> + Send + 'static, IrcError>
+    {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Execute(command, tx))
+            .await
+            .map_err(|_| IrcError::Stopped)?;
+        Ok(async move { rx.await.map_err(|_| IrcError::Stopped)? })
+    }
+
     /// Executes a command; for moderation, returns once the server confirmed it.
     pub async fn execute(&self, command: Command) -> Result<Done, IrcError> {
         let (tx, rx) = oneshot::channel();
@@ -771,19 +786,18 @@ impl Adapter {
                     },
                 );
                 // A ban removes the person too, as on Matrix.
-                if self.channels.is_member(&self.isupport, &room, &target.id) {
-                    if let Ok(kick) =
-                        Line::build("KICK", &[&room, &target.id, &codec::sanitize(&reason)])
-                    {
-                        self.enqueue(
-                            true,
-                            Out {
-                                line: kick,
-                                channel: None,
-                                done: None,
-                            },
-                        );
-                    }
+                // Always sent: our member list may lag their JOIN; a 441 is then harmless.
+                if let Ok(kick) =
+                    Line::build("KICK", &[&room, &target.id, &codec::sanitize(&reason)])
+                {
+                    self.enqueue(
+                        true,
+                        Out {
+                            line: kick,
+                            channel: None,
+                            done: None,
+                        },
+                    );
                 }
             }
             Command::Unban { room, target } => {
@@ -868,32 +882,37 @@ impl Adapter {
         });
     }
 
-    /// `*!*@host` where the host is known, else `nick!*@*`.
+    /// A mask for a person: their services account where the server has an account extban
+    /// (it follows them across nicks and hosts), else `*!ident@host` (a host alone may be
+    /// shared: loopback, web gateways, NAT), else `nick!*@*`.
     fn user_mask(&self, t: &Target) -> String {
-        let host = t.host.clone().or_else(|| {
-            self.channels
-                .get(&self.isupport, &t.id)
-                .and_then(|p| p.host.clone())
-        });
-        match host {
-            Some(h) => format!("*!*@{h}"),
-            None => format!("{}!*@*", t.id),
-        }
-    }
-
-    /// Bans follow the services account where the server has an account extban, else the host.
-    fn ban_mask(&self, t: &Target) -> String {
-        let account = t.account.clone().or_else(|| {
-            self.channels
-                .get(&self.isupport, &t.id)
-                .and_then(|p| p.account.clone())
-        });
+        let known = self.channels.get(&self.isupport, &t.id);
+        let account = t
+            .account
+            .clone()
+            .or_else(|| known.and_then(|p| p.account.clone()));
         if let (Some(acct), Some(ext)) = (account, self.isupport.get("EXTBAN")) {
             let (prefix, letters) = ext.split_once(',').unwrap_or(("", ext));
             if letters.contains('R') {
                 return format!("{prefix}R:{acct}");
             }
         }
+        let ident = t
+            .ident
+            .clone()
+            .or_else(|| known.and_then(|p| p.ident.clone()));
+        let host = t
+            .host
+            .clone()
+            .or_else(|| known.and_then(|p| p.host.clone()));
+        match (ident, host) {
+            (Some(i), Some(h)) => format!("*!{i}@{h}"),
+            (None, Some(h)) => format!("*!*@{h}"),
+            _ => format!("{}!*@*", t.id),
+        }
+    }
+
+    fn ban_mask(&self, t: &Target) -> String {
         self.user_mask(t)
     }
 
@@ -1232,6 +1251,9 @@ impl Adapter {
                 self.channels.rename(&self.isupport, &nick, &new);
                 if is_us {
                     self.nick = new.clone();
+                } else if self.isupport.fold(&nick) == self.isupport.fold(&self.config.nick) {
+                    // Whoever held our nick let it go: take it back now.
+                    self.reclaim(write).await.map_err(w)?;
                 }
                 for ch in chans {
                     let sender = self.user(&new, Some(&ch));
@@ -1319,6 +1341,9 @@ impl Adapter {
                 .await;
             }
             "QUIT" => {
+                if self.isupport.fold(&nick) == self.isupport.fold(&self.config.nick) {
+                    self.reclaim(write).await.map_err(w)?;
+                }
                 let chans: Vec<String> = self
                     .channels
                     .channels()
@@ -1429,10 +1454,19 @@ impl Adapter {
                     .skip(1)
                     .find(|x| self.is_channel(x))
                     .map(|c| self.isupport.fold(c));
+                // Which pending command a refusal is about: not-on-channel and no-such-nick
+                // only concern kicks, a full list only modes, not-an-operator either.
+                let applies = |pe: &Pending| match (line.command.as_str(), &pe.expect) {
+                    ("441" | "401", Expect::Kick { .. }) => true,
+                    ("441" | "401", _) => false,
+                    ("478", Expect::Mode { .. }) => true,
+                    ("478", _) => false,
+                    _ => true,
+                };
                 if let Some(i) = self
                     .pending
                     .iter()
-                    .position(|pe| channel.as_ref().is_none_or(|c| *c == pe.channel))
+                    .position(|pe| channel.as_ref().is_none_or(|c| *c == pe.channel) && applies(pe))
                 {
                     let pe = self.pending.remove(i);
                     let _ = pe.reply.send(Err(IrcError::Refused(format!(
@@ -1442,6 +1476,16 @@ impl Adapter {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Asks for our configured nick back if we do not have it.
+    async fn reclaim<W: AsyncWrite + Unpin>(&self, write: &mut W) -> std::io::Result<()> {
+        if self.registered
+            && self.isupport.fold(&self.nick) != self.isupport.fold(&self.config.nick)
+        {
+            write_line(write, &format!("NICK {}", self.config.nick)).await?;
         }
         Ok(())
     }

@@ -2,5 +2,6 @@
 //! crate again. One module per area; `cargo test --test integration policy::` selects one.
 
 mod audit;
+mod irc;
 mod policy;
 mod support;

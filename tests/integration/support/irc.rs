@@ -23,9 +23,16 @@ impl RawClient {
     }
 
     /// Connects, requests `caps` (and SASL PLAIN with `sasl`), registers.
-    pub fn connect_with(port: u16, nick: &str, caps: &[&str], sasl: Option<(&str, &str)>) -> RawClient {
+    pub fn connect_with(
+        port: u16,
+        nick: &str,
+        caps: &[&str],
+        sasl: Option<(&str, &str)>,
+    ) -> RawClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the IRC server");
-        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut c = RawClient {
             writer: stream.try_clone().unwrap(),
             reader: BufReader::new(stream),
@@ -42,26 +49,39 @@ impl RawClient {
         c.send(&format!("NICK {nick}"));
         c.send(&format!("USER {nick} 0 * :test client {nick}"));
         if !want.is_empty() {
-            c.expect(|l| l.command == "CAP" && l.param(1) == Some("LS") && l.param(2) != Some("*"), Duration::from_secs(10))
-                .expect("CAP LS reply");
+            c.expect(
+                |l| l.command == "CAP" && l.param(1) == Some("LS") && l.param(2) != Some("*"),
+                Duration::from_secs(10),
+            )
+            .expect("CAP LS reply");
             c.send(&format!("CAP REQ :{}", want.join(" ")));
-            c.expect(|l| l.command == "CAP" && l.param(1) == Some("ACK"), Duration::from_secs(10)).expect("CAP ACK");
+            c.expect(
+                |l| l.command == "CAP" && l.param(1) == Some("ACK"),
+                Duration::from_secs(10),
+            )
+            .expect("CAP ACK");
             if let Some((account, password)) = sasl {
                 use base64::Engine as _;
                 c.send("AUTHENTICATE PLAIN");
-                c.expect(|l| l.command == "AUTHENTICATE", Duration::from_secs(10)).expect("AUTHENTICATE +");
-                let payload = base64::engine::general_purpose::STANDARD.encode(format!("{account}\0{account}\0{password}"));
+                c.expect(|l| l.command == "AUTHENTICATE", Duration::from_secs(10))
+                    .expect("AUTHENTICATE +");
+                let payload = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{account}\0{account}\0{password}"));
                 c.send(&format!("AUTHENTICATE {payload}"));
-                c.expect(|l| l.command == "903", Duration::from_secs(10)).expect("SASL success (903)");
+                c.expect(|l| l.command == "903", Duration::from_secs(10))
+                    .expect("SASL success (903)");
             }
             c.send("CAP END");
         }
-        c.expect(|l| l.command == "001", Duration::from_secs(15)).unwrap_or_else(|| panic!("{nick} did not register"));
+        c.expect(|l| l.command == "001", Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{nick} did not register"));
         c
     }
 
     pub fn send(&mut self, line: &str) {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).expect("write to the IRC server");
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write to the IRC server");
     }
 
     /// Reads lines until one satisfies `pred` (answering PINGs), or the timeout passes.
@@ -75,7 +95,9 @@ impl RawClient {
                 Ok(_) => {
                     let text = buf.trim_end_matches(['\r', '\n']).to_string();
                     self.log.push(text.clone());
-                    let Ok(line) = Line::parse(&text) else { continue };
+                    let Ok(line) = Line::parse(&text) else {
+                        continue;
+                    };
                     if line.command == "PING" {
                         self.send(&format!("PONG :{}", line.param(0).unwrap_or("")));
                         continue;
@@ -84,7 +106,11 @@ impl RawClient {
                         return Some(line);
                     }
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return None,
             }
         }
@@ -100,8 +126,11 @@ impl RawClient {
     pub fn join(&mut self, channel: &str) {
         self.send(&format!("JOIN {channel}"));
         let ch = channel.to_string();
-        self.expect(|l| l.command == "366" && l.param(1).is_some_and(|c| c.eq_ignore_ascii_case(&ch)), Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{} could not join {channel}", self.nick));
+        self.expect(
+            |l| l.command == "366" && l.param(1).is_some_and(|c| c.eq_ignore_ascii_case(&ch)),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("{} could not join {channel}", self.nick));
     }
 
     pub fn privmsg(&mut self, target: &str, text: &str) {
@@ -109,8 +138,184 @@ impl RawClient {
     }
 
     /// Waits for a PRIVMSG to `target` whose text satisfies `text`.
-    pub fn expect_privmsg(&mut self, target: &str, text: impl Fn(&str) -> bool, timeout: Duration) -> Option<Line> {
+    pub fn expect_privmsg(
+        &mut self,
+        target: &str,
+        text: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<Line> {
         let target = target.to_string();
-        self.expect(|l| l.command == "PRIVMSG" && l.param(0).is_some_and(|t| t.eq_ignore_ascii_case(&target)) && text(l.param(1).unwrap_or("")), timeout)
+        self.expect(
+            |l| {
+                l.command == "PRIVMSG"
+                    && l.param(0).is_some_and(|t| t.eq_ignore_ascii_case(&target))
+                    && text(l.param(1).unwrap_or(""))
+            },
+            timeout,
+        )
     }
+}
+
+use super::{fill, free_port, wait_for_port, Server};
+
+const INSPIRCD_CONF: &str = include_str!("../../servers/inspircd.conf");
+const ATHEME_CONF: &str = include_str!("../../servers/atheme.conf");
+const NGIRCD_CONF: &str = include_str!("../../servers/ngircd.conf");
+const LINK_PASSWORD: &str = "linkpass-for-tests";
+
+/// InspIRCd with Atheme services linked to it, in a temp dir, on free ports.
+pub struct InspIrcd {
+    pub port: u16,
+    link_port: u16,
+    // Dropped in this order: the servers stop, then their files go.
+    ircd: Server,
+    _services: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl InspIrcd {
+    /// Starts both and waits until SASL is offered (Atheme linked).
+    pub fn start() -> InspIrcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, link_port) = (free_port(), free_port());
+        let values = [
+            ("client_port", port.to_string()),
+            ("link_port", link_port.to_string()),
+            ("dir", dir.path().display().to_string()),
+            ("password", LINK_PASSWORD.to_string()),
+        ];
+        let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        std::fs::write(
+            dir.path().join("inspircd.conf"),
+            fill(INSPIRCD_CONF, &values),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("atheme.conf"), fill(ATHEME_CONF, &values)).unwrap();
+        let ircd = start_inspircd(dir.path());
+        let d = dir.path().display().to_string();
+        let mut services = Server::start(
+            "atheme",
+            "atheme-services",
+            &[
+                "-n",
+                "-c",
+                &format!("{d}/atheme.conf"),
+                "-D",
+                &d,
+                "-l",
+                &format!("{d}/atheme.log"),
+                "-p",
+                &format!("{d}/atheme.pid"),
+            ],
+            dir.path(),
+        );
+        // SIGTERM lets Atheme write its account database.
+        services.stop_signal = 15;
+        let s = InspIrcd {
+            port,
+            link_port,
+            dir,
+            ircd,
+            _services: services,
+        };
+        s.wait_ready();
+        s
+    }
+
+    /// Waits until the server offers SASL, i.e. Atheme is linked.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = s.write_all(b"CAP LS 302\r\n");
+                let mut line = String::new();
+                if BufReader::new(&s).read_line(&mut line).is_ok() && line.contains(" sasl=") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("InspIRCd + Atheme not ready:\n{}", self.ircd.log());
+    }
+
+    /// Kills InspIRCd (SIGKILL) and starts it again on the same ports; Atheme keeps running
+    /// and relinks.
+    pub fn kill_ircd(&mut self) {
+        self.ircd.kill();
+    }
+
+    pub fn restart_ircd(&mut self) {
+        self.ircd = start_inspircd(self.dir.path());
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "InspIRCd did not come back"
+        );
+        let _ = self.link_port;
+    }
+
+    /// Registers a services account (NickServ REGISTER); returns the client, logged in.
+    pub fn register(&self, nick: &str, password: &str) -> RawClient {
+        let mut c = RawClient::connect(self.port, nick);
+        c.privmsg(
+            "NickServ",
+            &format!("REGISTER {password} {nick}@example.org"),
+        );
+        c.expect(|l| l.command == "900", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("could not register {nick}: {:?}", c.log));
+        c
+    }
+}
+
+fn start_inspircd(dir: &std::path::Path) -> Server {
+    let conf = dir.join("inspircd.conf").display().to_string();
+    Server::start(
+        "inspircd",
+        "inspircd",
+        &["--nofork", "--runasroot", "--config", &conf],
+        dir,
+    )
+}
+
+/// ngIRCd in a temp dir on a free port.
+pub struct NgIrcd {
+    pub port: u16,
+    // Dropped in this order: the server stops, then its files go.
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl NgIrcd {
+    pub fn start() -> NgIrcd {
+        let dir = tempfile::tempdir().unwrap();
+        // ngIRCd drops to nobody before writing its pid file.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let values = [
+            ("client_port", port.to_string()),
+            ("dir", dir.path().display().to_string()),
+            ("password", LINK_PASSWORD.to_string()),
+        ];
+        let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        std::fs::write(dir.path().join("ngircd.conf"), fill(NGIRCD_CONF, &values)).unwrap();
+        std::fs::create_dir_all(dir.path().join("ngircd.conf.d")).unwrap();
+        std::fs::write(dir.path().join("ngircd.motd"), "bridgewarden test server\n").unwrap();
+        let server = start_ngircd(dir.path());
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "ngIRCd did not start:\n{}",
+            server.log()
+        );
+        NgIrcd {
+            port,
+            _dir: dir,
+            _server: server,
+        }
+    }
+}
+
+fn start_ngircd(dir: &std::path::Path) -> Server {
+    let conf = dir.join("ngircd.conf").display().to_string();
+    Server::start("ngircd", "ngircd", &["--nodaemon", "--config", &conf], dir)
 }

@@ -71,12 +71,17 @@ impl Server {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e} (run contrib/test.sh to install the test servers)"));
-        Server { name, child: Some(child), dir: dir.to_path_buf(), stop_signal: libc_sigkill() }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {program}: {e} (run contrib/test.sh to install the test servers)"
+                )
+            });
+        Server {
+            name,
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            stop_signal: libc_sigkill(),
+        }
     }
 
     /// Kills it with SIGKILL and waits.
@@ -91,7 +96,9 @@ impl Server {
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             if self.stop_signal != libc_sigkill() {
-                let _ = std::process::Command::new("kill").args([format!("-{}", self.stop_signal), c.id().to_string()]).status();
+                let _ = std::process::Command::new("kill")
+                    .args([format!("-{}", self.stop_signal), c.id().to_string()])
+                    .status();
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
                 while std::time::Instant::now() < deadline {
                     if let Ok(Some(_)) = c.try_wait() {
@@ -122,7 +129,11 @@ fn libc_sigkill() -> i32 {
 
 /// A free TCP port on 127.0.0.1 (bound and released; tests use it right away).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Waits until something accepts connections on `port`.
