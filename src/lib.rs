@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! bridgewarden: a Matrix <-> IRC bridge with a declarative moderation policy.
 //!
 //! See ARCHITECTURE.md for the map of modules and the invariants they keep.
@@ -6,6 +7,7 @@ pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod irc;
+pub mod matrix;
 pub mod policy;
 pub mod policy_files;
 pub mod rich_text;

@@ -1247,7 +1247,7 @@ mod tests {
         assert_eq!(primary("in 2024 at 10:30"), "in 2024 at 10:30");
         assert_eq!(primary("costs $5"), "costs $5");
         assert_eq!(primary("@alice hi"), format!("@{} hi", primary("alice")));
-        assert_eq!(primary("wow!"), primary("wow") + "!");
+        assert_eq!(primary("wow!"), format!("{}!", primary("wow")));
         // An ambiguous digit gives a second reading.
         assert!(readings("k1ll").contains(&primary("kill")));
         assert!(readings("1d1ot").contains(&primary("idiot")));
@@ -1265,7 +1265,7 @@ mod tests {
         assert_eq!(primary("f u c k"), primary("fuck"));
         assert_eq!(
             primary("f.u.c.k off"),
-            primary("fuck") + " " + &primary("off")
+            format!("{} {}", primary("fuck"), primary("off"))
         );
         assert_eq!(primary("f-u-c-k"), primary("fuck"));
         assert_eq!(primary("f . u . c . k"), primary("fuck"));

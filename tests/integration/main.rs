@@ -3,5 +3,6 @@
 
 mod audit;
 mod irc;
+mod matrix;
 mod policy;
 mod support;

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 pub mod irc;
+pub mod matrix;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -1,0 +1,774 @@
+//! The Matrix adapter against a real Synapse (started per test), with a second matrix-sdk
+//! client as "the other side", encrypted rooms included.
+
+use std::time::{Duration, Instant};
+
+use bridgewarden::chat::{ChatEvent, ChatEventKind, Command, SendKind, Target};
+use bridgewarden::matrix::client::{self, MatrixAuth, MatrixConfig, MatrixError, MatrixHandle};
+use bridgewarden::rich_text::RichText;
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::room::Room;
+use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoom;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::message::{
+    OriginalSyncRoomMessageEvent, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::events::room::redaction::OriginalSyncRoomRedactionEvent;
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::{Int, OwnedRoomId, OwnedUserId};
+use matrix_sdk::Client;
+use tokio::sync::mpsc;
+
+use crate::support::matrix::{Account, Synapse};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What a peer saw: (room, sender, body, formatted body, event id).
+type Seen = (String, String, String, Option<String>, String);
+
+/// A second Matrix user, syncing in the background.
+struct Peer {
+    client: Client,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    redactions: mpsc::UnboundedReceiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    async fn login(s: &Synapse, a: &Account) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::builder()
+            .homeserver_url(s.url())
+            .sqlite_store(dir.path(), None)
+            .build()
+            .await
+            .unwrap();
+        client
+            .matrix_auth()
+            .login_username(&a.localpart, &a.password)
+            .send()
+            .await
+            .unwrap();
+        client
+            .encryption()
+            .wait_for_e2ee_initialization_tasks()
+            .await;
+        client
+            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+            .await
+            .unwrap();
+        let (tx, seen) = mpsc::unbounded_channel();
+        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
+            let tx = tx.clone();
+            async move {
+                let formatted = match &ev.content.msgtype {
+                    matrix_sdk::ruma::events::room::message::MessageType::Text(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    matrix_sdk::ruma::events::room::message::MessageType::Notice(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    matrix_sdk::ruma::events::room::message::MessageType::Emote(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    _ => None,
+                };
+                let _ = tx.send((
+                    room.room_id().to_string(),
+                    ev.sender.to_string(),
+                    ev.content.body().to_string(),
+                    formatted,
+                    ev.event_id.to_string(),
+                ));
+            }
+        });
+        let (rtx, redactions) = mpsc::unbounded_channel();
+        client.add_event_handler(move |ev: OriginalSyncRoomRedactionEvent| {
+            let rtx = rtx.clone();
+            async move {
+                if let Some(id) = ev.redacts.clone().or(ev.content.redacts.clone()) {
+                    let _ = rtx.send(id.to_string());
+                }
+            }
+        });
+        let c = client.clone();
+        tokio::spawn(async move {
+            loop {
+                if c.sync_once(SyncSettings::default().timeout(Duration::from_secs(5)))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Peer {
+            client,
+            seen,
+            redactions,
+            _dir: dir,
+        }
+    }
+
+    async fn create_room(&self, encrypted: bool, invite: &[&str]) -> OwnedRoomId {
+        self.create_room_with(encrypted, false, invite).await
+    }
+
+    /// `public`: anyone may join (so only a ban keeps someone out).
+    async fn create_room_with(
+        &self,
+        encrypted: bool,
+        public: bool,
+        invite: &[&str],
+    ) -> OwnedRoomId {
+        let mut req = CreateRoom::new();
+        if public {
+            req.preset =
+                Some(matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset::PublicChat);
+        }
+        req.invite = invite
+            .iter()
+            .map(|u| OwnedUserId::try_from(*u).unwrap())
+            .collect();
+        if encrypted {
+            req.initial_state = vec![InitialStateEvent::with_empty_state_key(
+                RoomEncryptionEventContent::with_recommended_defaults(),
+            )
+            .to_raw_any()];
+        }
+        self.client
+            .create_room(req)
+            .await
+            .unwrap()
+            .room_id()
+            .to_owned()
+    }
+
+    async fn room(&self, id: &OwnedRoomId) -> Room {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.client.get_room(id) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "room {id} unknown to the peer");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn say(&self, room: &OwnedRoomId, content: RoomMessageEventContent) -> String {
+        self.room(room)
+            .await
+            .send(content)
+            .await
+            .unwrap()
+            .response
+            .event_id
+            .to_string()
+    }
+
+    /// The next message in `room` from someone else satisfying `pred`.
+    async fn expect(&mut self, room: &OwnedRoomId, pred: impl Fn(&Seen) -> bool) -> Seen {
+        let me = self.client.user_id().unwrap().to_string();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let s = tokio::time::timeout(left, self.seen.recv())
+                .await
+                .expect("timed out waiting for a message")
+                .unwrap();
+            if s.0 == room.as_str() && s.1 != me && pred(&s) {
+                return s;
+            }
+        }
+    }
+
+    async fn join(&self, room: &OwnedRoomId) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let last = match self.client.join_room_by_id(room).await {
+                Ok(_) => return,
+                Err(e) => e.to_string(),
+            };
+            assert!(Instant::now() < deadline, "could not join {room}: {last}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The adapter on a runtime of its own, so that "stopping the bot" drops everything.
+struct Bot {
+    rt: Option<tokio::runtime::Runtime>,
+    handle: MatrixHandle,
+    events: mpsc::Receiver<ChatEvent>,
+}
+
+impl Bot {
+    fn start(config: MatrixConfig) -> Result<Bot, MatrixError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (handle, events) = rt.block_on(client::start(config))?;
+        Ok(Bot {
+            rt: Some(rt),
+            handle,
+            events,
+        })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().unwrap()
+    }
+
+    fn exec(&self, cmd: Command) -> Result<bridgewarden::chat::Done, MatrixError> {
+        let h = self.handle.clone();
+        self.rt().block_on(async move { h.execute(cmd).await })
+    }
+
+    fn event(&mut self, pred: impl Fn(&ChatEvent) -> bool, timeout: Duration) -> Option<ChatEvent> {
+        let deadline = Instant::now() + timeout;
+        let rt = self.rt.as_ref().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let events = &mut self.events;
+            match rt.block_on(async { tokio::time::timeout(left, events.recv()).await }) {
+                Ok(Some(e)) if pred(&e) => return Some(e),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// All events that arrive within `wait`.
+    fn drain(&mut self, wait: Duration) -> Vec<ChatEvent> {
+        let mut out = Vec::new();
+        while let Some(e) = self.event(|_| true, wait) {
+            out.push(e);
+        }
+        out
+    }
+
+    fn stop(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn bot_config(s: &Synapse, bot: &Account, dir: &std::path::Path) -> MatrixConfig {
+    let mut c = MatrixConfig::new(
+        "matrix",
+        &s.url(),
+        &bot.localpart,
+        MatrixAuth::Password(bot.password.clone()),
+        dir.to_path_buf(),
+    );
+    c.sync_timeout = Duration::from_secs(2);
+    c
+}
+
+fn text_of(e: &ChatEvent) -> String {
+    match &e.kind {
+        ChatEventKind::Message { text }
+        | ChatEventKind::Emote { text }
+        | ChatEventKind::Notice { text }
+        | ChatEventKind::Edit { text, .. } => text.to_plain(),
+        _ => String::new(),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Gives `user` power `level` in a room the peer created.
+async fn set_power(peer: &Peer, room: &OwnedRoomId, user: &str, level: i32) {
+    let r = peer.room(room).await;
+    r.sync_up().await;
+    let id = OwnedUserId::try_from(user).unwrap();
+    r.update_power_levels(vec![(&id, Int::from(level))])
+        .await
+        .unwrap();
+}
+
+#[test]
+fn the_session_is_reused_across_a_restart_without_replay_or_loss() {
+    let s = Synapse::start();
+    let (bot_acct, alice_acct) = (s.register("bot"), s.register("alice"));
+    let data = tempfile::tempdir().unwrap();
+    let peers = rt();
+    let alice = peers.block_on(Peer::login(&s, &alice_acct));
+    let room = peers.block_on(alice.create_room(false, &[&bot_acct.user_id]));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    cfg.rooms = vec![room.to_string()];
+
+    let mut bot = Bot::start(cfg.clone()).unwrap();
+    let device = bot.handle.device_id().unwrap();
+    let devices_before = bot
+        .rt()
+        .block_on(bot.handle.client().devices())
+        .unwrap()
+        .devices
+        .len();
+    peers.block_on(alice.say(
+        &room,
+        RoomMessageEventContent::text_plain("before the restart"),
+    ));
+    bot.event(|e| text_of(e) == "before the restart", WAIT)
+        .expect("first message");
+    bot.stop();
+
+    // Sent while the bot is down.
+    peers.block_on(alice.say(
+        &room,
+        RoomMessageEventContent::text_plain("while you were away"),
+    ));
+    let session = std::fs::read_to_string(data.path().join("session.json")).unwrap();
+    assert!(!session.is_empty());
+
+    let mut bot = Bot::start(cfg).unwrap();
+    assert_eq!(
+        bot.handle.device_id().unwrap(),
+        device,
+        "the same device after a restart"
+    );
+    peers.block_on(alice.say(
+        &room,
+        RoomMessageEventContent::text_plain("after the restart"),
+    ));
+    let seen: Vec<String> = bot
+        .drain(Duration::from_secs(4))
+        .iter()
+        .map(text_of)
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(
+        seen.iter().filter(|t| *t == "before the restart").count(),
+        0,
+        "old events replayed: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|t| *t == "while you were away").count(),
+        1,
+        "missed or doubled: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|t| *t == "after the restart").count(),
+        1,
+        "{seen:?}"
+    );
+    // No new device on the server: a restart is not a fresh login.
+    let devices = bot.rt().block_on(bot.handle.client().devices()).unwrap();
+    assert_eq!(devices.devices.len(), devices_before);
+}
+
+#[test]
+fn messages_emotes_notices_edits_replies_and_mentions_both_ways() {
+    let s = Synapse::start();
+    let (bot_acct, alice_acct, bob_acct) =
+        (s.register("bot"), s.register("alice"), s.register("bob"));
+    let data = tempfile::tempdir().unwrap();
+    let peers = rt();
+    let mut alice = peers.block_on(Peer::login(&s, &alice_acct));
+    let room = peers.block_on(alice.create_room(false, &[&bot_acct.user_id]));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    cfg.rooms = vec![room.to_string()];
+    let mut bot = Bot::start(cfg).unwrap();
+
+    let first = peers.block_on(alice.say(
+        &room,
+        RoomMessageEventContent::text_html("hello **there**", "hello <strong>there</strong>"),
+    ));
+    let e = bot
+        .event(|e| text_of(e) == "hello there", WAIT)
+        .expect("message");
+    assert!(
+        matches!(&e.kind, ChatEventKind::Message { text } if text.spans.iter().any(|s| s.style.bold))
+    );
+    assert_eq!(
+        (e.sender.id.as_str(), e.room.as_str()),
+        (alice_acct.user_id.as_str(), room.as_str())
+    );
+    assert!(e.sender.power_level.is_some(), "power level known");
+
+    peers.block_on(alice.say(&room, RoomMessageEventContent::emote_plain("waves")));
+    assert!(matches!(
+        bot.event(|e| text_of(e) == "waves", WAIT).unwrap().kind,
+        ChatEventKind::Emote { .. }
+    ));
+    peers.block_on(alice.say(&room, RoomMessageEventContent::notice_plain("a notice")));
+    assert!(matches!(
+        bot.event(|e| text_of(e) == "a notice", WAIT).unwrap().kind,
+        ChatEventKind::Notice { .. }
+    ));
+
+    let edit = RoomMessageEventContent::text_plain("hello again").make_replacement(
+        matrix_sdk::ruma::events::room::message::ReplacementMetadata::new(
+            first.as_str().try_into().unwrap(),
+            None,
+        ),
+    );
+    peers.block_on(alice.say(&room, edit));
+    let e = bot
+        .event(|e| matches!(e.kind, ChatEventKind::Edit { .. }), WAIT)
+        .expect("edit");
+    assert_eq!(
+        (
+            text_of(&e),
+            matches!(&e.kind, ChatEventKind::Edit { replaces, .. } if *replaces == first)
+        ),
+        ("hello again".into(), true)
+    );
+
+    // A reply, with a pill mentioning bob.
+    let pill = format!(
+        "<a href=\"https://matrix.to/#/{}\">bob</a> look",
+        bob_acct.user_id
+    );
+    let reply = RoomMessageEventContent::text_html("bob look", pill).make_reply_to(
+        matrix_sdk::ruma::events::room::message::ReplyMetadata::new(
+            first.as_str().try_into().unwrap(),
+            alice_acct.user_id.as_str().try_into().unwrap(),
+            None,
+        ),
+        matrix_sdk::ruma::events::room::message::ForwardThread::No,
+        matrix_sdk::ruma::events::room::message::AddMentions::No,
+    );
+    peers.block_on(alice.say(&room, reply));
+    let e = bot
+        .event(|e| text_of(e).ends_with("look"), WAIT)
+        .expect("reply");
+    assert_eq!(
+        e.reply_to.as_ref().map(|q| q.sender.as_str()),
+        Some(alice_acct.user_id.as_str()),
+        "{e:?}"
+    );
+    assert!(e.mentions.contains(&bob_acct.user_id), "{:?}", e.mentions);
+
+    // Outbound: relayed with the IRC nick shown, HTML escaped, no @room.
+    let mut t = RichText::plain("hi <script>x</script> @room ");
+    t.push(
+        "bold",
+        bridgewarden::rich_text::Style {
+            bold: true,
+            ..Default::default()
+        },
+    );
+    bot.exec(Command::Send {
+        room: room.to_string(),
+        text: t,
+        kind: SendKind::Message,
+        from: Some("ircguy".into()),
+    })
+    .unwrap();
+    let got = peers.block_on(alice.expect(&room, |s| s.2.starts_with("<ircguy>")));
+    assert_eq!(got.2, "<ircguy> hi <script>x</script> @\u{200B}room bold");
+    let html = got.3.expect("formatted body");
+    assert!(
+        html.contains("&lt;script&gt;")
+            && !html.contains("<script>")
+            && html.contains("<strong>bold</strong>"),
+        "{html}"
+    );
+    bot.exec(Command::Send {
+        room: room.to_string(),
+        text: RichText::plain("waves back"),
+        kind: SendKind::Emote,
+        from: Some("ircguy".into()),
+    })
+    .unwrap();
+    peers.block_on(alice.expect(&room, |s| s.2 == "* ircguy waves back"));
+    bot.exec(Command::NoticeUser {
+        room: room.to_string(),
+        user: "alice".into(),
+        text: "please be nice".into(),
+    })
+    .unwrap();
+    peers.block_on(alice.expect(&room, |s| s.2 == "alice: please be nice"));
+}
+
+#[test]
+fn encrypted_rooms_work_both_ways() {
+    let s = Synapse::start();
+    let (bot_acct, alice_acct) = (s.register("bot"), s.register("alice"));
+    let data = tempfile::tempdir().unwrap();
+    let peers = rt();
+    let mut alice = peers.block_on(Peer::login(&s, &alice_acct));
+    let room = peers.block_on(alice.create_room(true, &[&bot_acct.user_id]));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    // Joined through the invite, which alice is allowed to send.
+    cfg.invite_from = vec![alice_acct.user_id.clone()];
+    let mut bot = Bot::start(cfg).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while bot
+        .rt()
+        .block_on(bot.handle.member(room.as_str(), &bot_acct.user_id))
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bot did not accept alice's invite"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Alice must know the bot's device before she encrypts to it.
+    std::thread::sleep(Duration::from_millis(500));
+    peers.block_on(alice.say(&room, RoomMessageEventContent::text_plain("secret hello")));
+    let e = bot
+        .event(|e| text_of(e) == "secret hello", WAIT)
+        .expect("the bot decrypted alice's message");
+    assert_eq!(e.sender.id, alice_acct.user_id);
+    bot.exec(Command::Send {
+        room: room.to_string(),
+        text: RichText::plain("secret reply"),
+        kind: SendKind::Message,
+        from: Some("irc".into()),
+    })
+    .unwrap();
+    peers.block_on(alice.expect(&room, |s| s.2 == "<irc> secret reply"));
+    assert!(peers.block_on(async {
+        alice
+            .room(&room)
+            .await
+            .latest_encryption_state()
+            .await
+            .unwrap()
+            .is_encrypted()
+    }));
+}
+
+#[test]
+fn redact_kick_ban_unban_and_a_mute_synapse_enforces() {
+    let s = Synapse::start();
+    let (bot_acct, alice_acct, bob_acct) =
+        (s.register("bot"), s.register("alice"), s.register("bob"));
+    let data = tempfile::tempdir().unwrap();
+    let peers = rt();
+    let mut alice = peers.block_on(Peer::login(&s, &alice_acct));
+    let bob = peers.block_on(Peer::login(&s, &bob_acct));
+    let room = peers.block_on(alice.create_room_with(
+        false,
+        true,
+        &[&bot_acct.user_id, &bob_acct.user_id],
+    ));
+    peers.block_on(bob.join(&room));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    cfg.rooms = vec![room.to_string()];
+    let mut bot = Bot::start(cfg).unwrap();
+
+    // Without power: a clear error, not a silent no-op.
+    let err = bot
+        .exec(Command::Kick {
+            room: room.to_string(),
+            target: Target {
+                id: bob_acct.user_id.clone(),
+                ..Target::default()
+            },
+            reason: "x".into(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, MatrixError::NoPower { action: "kick", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("lacks the power"), "{err}");
+
+    peers.block_on(set_power(&alice, &room, &bot_acct.user_id, 100));
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Mute: bob's send is refused by Synapse; unmute restores it.
+    let muted = bot
+        .exec(Command::Mute {
+            room: room.to_string(),
+            target: Target {
+                id: bob_acct.user_id.clone(),
+                ..Target::default()
+            },
+        })
+        .expect("mute");
+    let r = peers.block_on(async {
+        bob.room(&room)
+            .await
+            .send(RoomMessageEventContent::text_plain("can you hear me"))
+            .await
+    });
+    let err = r.expect_err("a muted user must not be able to send");
+    assert!(
+        err.to_string().contains("403")
+            || err.to_string().to_lowercase().contains("forbidden")
+            || err.to_string().contains("power"),
+        "{err}"
+    );
+    bot.exec(Command::Unmute {
+        room: room.to_string(),
+        target: Target {
+            id: bob_acct.user_id.clone(),
+            mask: muted.detail,
+            ..Target::default()
+        },
+    })
+    .expect("unmute");
+    std::thread::sleep(Duration::from_millis(500));
+    let said = peers.block_on(bob.say(&room, RoomMessageEventContent::text_plain("back again")));
+    peers.block_on(alice.expect(&room, |s| s.2 == "back again"));
+
+    // Redact bob's message.
+    bot.event(|e| text_of(e) == "back again", WAIT)
+        .expect("the bot saw it");
+    bot.exec(Command::Redact {
+        room: room.to_string(),
+        event_id: said.clone(),
+        reason: Some("policy: insults".into()),
+    })
+    .expect("redact");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = peers.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), alice.redactions.recv()).await
+        });
+        if let Ok(Some(id)) = r {
+            if id == said {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "alice never saw the redaction");
+    }
+
+    // Kick, ban (rejoin refused), unban (rejoin works).
+    let bob_target = Target {
+        id: bob_acct.user_id.clone(),
+        ..Target::default()
+    };
+    bot.exec(Command::Kick {
+        room: room.to_string(),
+        target: bob_target.clone(),
+        reason: "cool off".into(),
+    })
+    .expect("kick");
+    peers.block_on(bob.join(&room));
+    bot.exec(Command::Ban {
+        room: room.to_string(),
+        target: bob_target.clone(),
+        reason: "enough".into(),
+    })
+    .expect("ban");
+    let rejoin = peers.block_on(async { bob.client.join_room_by_id(&room).await });
+    assert!(rejoin.is_err(), "a banned user cannot rejoin");
+    bot.exec(Command::Unban {
+        room: room.to_string(),
+        target: bob_target,
+    })
+    .expect("unban");
+    peers.block_on(async {
+        bob.client
+            .join_room_by_id(&room)
+            .await
+            .expect("unbanned: rejoin")
+    });
+}
+
+#[test]
+fn invites_are_accepted_only_from_configured_users() {
+    let s = Synapse::start();
+    let (bot_acct, alice_acct, mallory_acct) = (
+        s.register("bot"),
+        s.register("alice"),
+        s.register("mallory"),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let peers = rt();
+    let alice = peers.block_on(Peer::login(&s, &alice_acct));
+    let mallory = peers.block_on(Peer::login(&s, &mallory_acct));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    cfg.invite_from = vec![alice_acct.user_id.clone()];
+    let bot = Bot::start(cfg).unwrap();
+    let spam = peers.block_on(mallory.create_room(false, &[&bot_acct.user_id]));
+    let good = peers.block_on(alice.create_room(false, &[&bot_acct.user_id]));
+    let deadline = Instant::now() + WAIT;
+    while bot
+        .rt()
+        .block_on(bot.handle.member(good.as_str(), &bot_acct.user_id))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "alice's invite was not accepted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        bot.rt()
+            .block_on(bot.handle.member(spam.as_str(), &bot_acct.user_id))
+            .is_err(),
+        "mallory's invite must be declined"
+    );
+}
+
+#[test]
+fn a_homeserver_restart_resumes_the_sync_without_loss_or_duplicates() {
+    let mut s = Synapse::start();
+    let (bot_acct, alice_acct) = (s.register("bot"), s.register("alice"));
+    let data = tempfile::tempdir().unwrap();
+    let peers = rt();
+    let alice = peers.block_on(Peer::login(&s, &alice_acct));
+    let room = peers.block_on(alice.create_room(false, &[&bot_acct.user_id]));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    cfg.rooms = vec![room.to_string()];
+    let mut bot = Bot::start(cfg).unwrap();
+    peers.block_on(alice.say(&room, RoomMessageEventContent::text_plain("m0")));
+    bot.event(|e| text_of(e) == "m0", WAIT).expect("before");
+    s.restart();
+    for i in 1..=5 {
+        let alice_client = alice.client.clone();
+        let room = room.clone();
+        peers.block_on(async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                match alice_client
+                    .get_room(&room)
+                    .unwrap()
+                    .send(RoomMessageEventContent::text_plain(format!("m{i}")))
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "alice cannot send after the restart: {e}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+    }
+    let seen: Vec<String> = bot
+        .drain(Duration::from_secs(8))
+        .iter()
+        .map(text_of)
+        .filter(|t| t.starts_with('m'))
+        .collect();
+    assert_eq!(
+        seen,
+        ["m1", "m2", "m3", "m4", "m5"],
+        "after the restart, each once, in order"
+    );
+    assert!(
+        bot.handle
+            .stats
+            .sync_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the outage was seen"
+    );
+}
