@@ -139,6 +139,9 @@ pub struct Status {
     pub nick: String,
     pub caps: Vec<String>,
     pub account: Option<String>,
+    /// How SASL went on this connection: Some(true) on 903, Some(false) on a failure, None
+    /// when not attempted.
+    pub sasl: Option<bool>,
     pub channels: Vec<String>,
     pub mute_method: Option<MuteMethod>,
     pub linelen: usize,
@@ -276,6 +279,7 @@ struct Adapter {
     /// `user@host` as the server shows us, for the line budget.
     userhost: Option<String>,
     account: Option<String>,
+    sasl: Option<bool>,
     registered: bool,
     joins_due: VecDeque<String>,
 }
@@ -304,6 +308,7 @@ async fn run(
         caps: Vec::new(),
         userhost: None,
         account: None,
+        sasl: None,
         registered: false,
         joins_due: VecDeque::new(),
     };
@@ -442,6 +447,7 @@ const MAX_IN_LINE: usize = 16 * 1024;
 impl Adapter {
     fn disconnected(&mut self) {
         self.registered = false;
+        self.sasl = None;
         self.channels.clear();
         self.caps.clear();
         self.joins_due.clear();
@@ -625,6 +631,7 @@ impl Adapter {
             nick: self.nick.clone(),
             caps: self.caps.clone(),
             account: self.account.clone(),
+            sasl: self.sasl,
             channels: self.channels.channels().cloned().collect(),
             mute_method: self.registered.then(|| self.isupport.mute_method()),
             linelen: self.isupport.linelen,
@@ -1205,6 +1212,7 @@ impl Adapter {
                     tracing::error!(network = %self.config.network, reply = %p(line.params.len().saturating_sub(1)), "SASL login failed; continuing without an account");
                 }
                 *sasl_done = true;
+                self.sasl = Some(line.command == "903");
                 if !self.registered {
                     write_line(write, "CAP END").await.map_err(w)?;
                 }

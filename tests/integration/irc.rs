@@ -705,3 +705,72 @@ fn a_silent_server_is_detected_and_left() {
         "the dead link was not detected"
     );
 }
+
+fn tls(dir: &std::path::Path, client_cert: bool) -> bridgewarden::irc::client::Tls {
+    bridgewarden::irc::client::Tls {
+        ca_file: Some(dir.join("ca.pem")),
+        client_cert: client_cert.then(|| (dir.join("client.pem"), dir.join("client-key.pem"))),
+    }
+}
+
+#[test]
+fn tls_with_a_private_ca_and_refused_without_it() {
+    let s = NgIrcd::start_with(true);
+    let tls_port = s.tls_port.unwrap();
+    let mut cfg = config(tls_port, "bwbot", &["#tls"]);
+    cfg.tls = Some(tls(s.dir.path(), false));
+    let bot = Bot::start(cfg);
+    bot.in_channel("#tls");
+    let mut alice = RawClient::connect(s.port, "alice");
+    alice.join("#tls");
+    bot.exec(say("#tls", "over TLS", None)).unwrap();
+    alice
+        .expect_privmsg("#tls", |t| t == "over TLS", WAIT)
+        .expect("relayed over TLS");
+    // Without our CA the certificate is not trusted: no connection, ever.
+    let mut untrusting = config(tls_port, "bwbot2", &["#tls"]);
+    untrusting.tls = Some(bridgewarden::irc::client::Tls::default());
+    let bot2 = Bot::start(untrusting);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!bot2.status().registered);
+    assert_eq!(
+        bot2.handle
+            .stats
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "an untrusted certificate was accepted"
+    );
+}
+
+#[test]
+fn sasl_external_logs_in_with_a_client_certificate() {
+    let s = InspIrcd::start_with(true);
+    // An account that knows the client certificate's fingerprint.
+    let mut reg = s.register("extbot", "extpass");
+    let fp = std::fs::read_to_string(s.dir.path().join("client-fp-sha256.txt")).unwrap();
+    reg.privmsg("NickServ", &format!("CERT ADD {}", fp.trim()));
+    reg.expect(
+        |l| l.command == "NOTICE" && l.param(1).is_some_and(|t| t.contains("Added fingerprint")),
+        WAIT,
+    )
+    .expect("fingerprint added");
+    reg.send("QUIT :done");
+    drop(reg);
+    let mut cfg = config(s.tls_port.unwrap(), "extbot", &["#ext"]);
+    cfg.tls = Some(tls(s.dir.path(), true));
+    cfg.sasl = Some(Sasl::External);
+    let bot = Bot::start(cfg);
+    let st = bot.in_channel("#ext");
+    assert_eq!(st.sasl, Some(true), "SASL EXTERNAL succeeded (903)");
+    assert_eq!(st.account.as_deref(), Some("extbot"));
+    // And a wrong password over PLAIN fails visibly (904) but the bridge still connects.
+    let mut bad = config(s.port, "plainbot", &[]);
+    bad.sasl = Some(Sasl::Plain {
+        account: "extbot".into(),
+        password: "wrong".into(),
+    });
+    let bot2 = Bot::start(bad);
+    let st = bot2.wait_for("registering", |st| st.registered, WAIT);
+    assert_eq!((st.sasl, st.account), (Some(false), None));
+}

@@ -772,3 +772,117 @@ fn a_homeserver_restart_resumes_the_sync_without_loss_or_duplicates() {
         "the outage was seen"
     );
 }
+
+/// The child of `figures`: holds the adapter in the rooms it is given and idles.
+/// Not a test of its own; `figures` runs it in a separate process.
+#[test]
+#[ignore]
+fn rss_child() {
+    let Ok(spec) = std::env::var("BRIDGEWARDEN_RSS_CHILD") else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let mut cfg = MatrixConfig::new(
+        "matrix",
+        v["homeserver"].as_str().unwrap(),
+        v["user"].as_str().unwrap(),
+        MatrixAuth::Password(v["password"].as_str().unwrap().into()),
+        v["dir"].as_str().unwrap().into(),
+    );
+    cfg.rooms = v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_handle, _events) = rt.block_on(client::start(cfg)).unwrap();
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Figures for the issue, run by hand: `cargo test --test integration matrix::figures -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn figures() {
+    let s = Synapse::start();
+    let (bot_acct, alice_acct) = (s.register("bot"), s.register("alice"));
+    let peers = rt();
+    let alice = peers.block_on(Peer::login(&s, &alice_acct));
+
+    // Rooms for the RSS measurement, made first.
+    let rooms: Vec<String> = (0..20)
+        .map(|_| {
+            peers
+                .block_on(alice.create_room(false, &[&bot_acct.user_id]))
+                .to_string()
+        })
+        .collect();
+
+    // Latency: alice's send to the adapter's event.
+    let data = tempfile::tempdir().unwrap();
+    let room = peers.block_on(alice.create_room(false, &[&bot_acct.user_id]));
+    let mut cfg = bot_config(&s, &bot_acct, data.path());
+    cfg.rooms = vec![room.to_string()];
+    cfg.sync_timeout = Duration::from_secs(30);
+    let mut bot = Bot::start(cfg).unwrap();
+    let mut lat = Vec::new();
+    for i in 0..50 {
+        let body = format!("lat-{i}");
+        let started = Instant::now();
+        peers.block_on(alice.say(&room, RoomMessageEventContent::text_plain(body.clone())));
+        bot.event(|e| text_of(e) == body, WAIT)
+            .expect("latency message");
+        lat.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lat.sort();
+    println!(
+        "send -> adapter event over 50 messages: p50 {:?} p90 {:?} max {:?}",
+        lat[25], lat[45], lat[49]
+    );
+    bot.stop();
+
+    // Idle RSS of a process holding the client in 20 rooms.
+    let child_dir = tempfile::tempdir().unwrap();
+    let spec = serde_json::json!({"homeserver": s.url(), "user": bot_acct.localpart, "password": bot_acct.password, "dir": child_dir.path(), "rooms": rooms});
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "matrix::rss_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("BRIDGEWARDEN_RSS_CHILD", spec.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in out.lines() {
+        if line.unwrap().contains("READY") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(15));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?")
+        .to_string();
+    let anon = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon"))
+        .unwrap_or("RssAnon: ?")
+        .to_string();
+    println!("idle, 20 rooms, after 15 s (this test binary, debug build): {rss}; {anon}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

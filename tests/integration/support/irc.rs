@@ -159,6 +159,23 @@ impl RawClient {
 use super::{fill, free_port, wait_for_port, Server};
 
 const INSPIRCD_CONF: &str = include_str!("../../servers/inspircd.conf");
+const INSPIRCD_TLS_CONF: &str = include_str!("../../servers/inspircd-tls.conf");
+const NGIRCD_TLS_CONF: &str = include_str!("../../servers/ngircd-tls.conf");
+
+/// Creates the test CA, server and client certificates in `dir` (tests/servers/make-certs.sh).
+fn make_certs(dir: &std::path::Path) {
+    let script = super::repo().join("tests/servers/make-certs.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .expect("make-certs.sh");
+    assert!(
+        out.status.success(),
+        "make-certs.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 const ATHEME_CONF: &str = include_str!("../../servers/atheme.conf");
 const NGIRCD_CONF: &str = include_str!("../../servers/ngircd.conf");
 const LINK_PASSWORD: &str = "linkpass-for-tests";
@@ -166,6 +183,8 @@ const LINK_PASSWORD: &str = "linkpass-for-tests";
 /// InspIRCd with Atheme services linked to it, in a temp dir, on free ports.
 pub struct InspIrcd {
     pub port: u16,
+    /// The TLS listener, when started with TLS (certificates are in `dir`).
+    pub tls_port: Option<u16>,
     link_port: u16,
     // Dropped in this order: the servers stop, then their files go.
     ircd: Server,
@@ -176,47 +195,53 @@ pub struct InspIrcd {
 impl InspIrcd {
     /// Starts both and waits until SASL is offered (Atheme linked).
     pub fn start() -> InspIrcd {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, also a TLS listener, and certificates for SASL EXTERNAL.
+    pub fn start_with(tls: bool) -> InspIrcd {
         let dir = tempfile::tempdir().unwrap();
-        let (port, link_port) = (free_port(), free_port());
+        let (port, link_port, tls_port) = (free_port(), free_port(), free_port());
         let values = [
             ("client_port", port.to_string()),
             ("link_port", link_port.to_string()),
+            ("tls_port", tls_port.to_string()),
             ("dir", dir.path().display().to_string()),
             ("password", LINK_PASSWORD.to_string()),
         ];
         let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        std::fs::write(
-            dir.path().join("inspircd.conf"),
-            fill(INSPIRCD_CONF, &values),
-        )
-        .unwrap();
+        if tls {
+            make_certs(dir.path());
+        }
+        let template = if tls {
+            INSPIRCD_TLS_CONF
+        } else {
+            INSPIRCD_CONF
+        };
+        std::fs::write(dir.path().join("inspircd.conf"), fill(template, &values)).unwrap();
         std::fs::write(dir.path().join("atheme.conf"), fill(ATHEME_CONF, &values)).unwrap();
         let ircd = start_inspircd(dir.path());
         let d = dir.path().display().to_string();
+        let (conf, log, pid) = (
+            format!("{d}/atheme.conf"),
+            format!("{d}/atheme.log"),
+            format!("{d}/atheme.pid"),
+        );
         let mut services = Server::start(
             "atheme",
             "atheme-services",
-            &[
-                "-n",
-                "-c",
-                &format!("{d}/atheme.conf"),
-                "-D",
-                &d,
-                "-l",
-                &format!("{d}/atheme.log"),
-                "-p",
-                &format!("{d}/atheme.pid"),
-            ],
+            &["-n", "-c", &conf, "-D", &d, "-l", &log, "-p", &pid],
             dir.path(),
         );
         // SIGTERM lets Atheme write its account database.
         services.stop_signal = 15;
         let s = InspIrcd {
             port,
+            tls_port: tls.then_some(tls_port),
             link_port,
-            dir,
             ircd,
             _services: services,
+            dir,
         };
         s.wait_ready();
         s
@@ -280,37 +305,47 @@ fn start_inspircd(dir: &std::path::Path) -> Server {
 /// ngIRCd in a temp dir on a free port.
 pub struct NgIrcd {
     pub port: u16,
+    /// The TLS listener, when started with TLS (certificates are in `dir`).
+    pub tls_port: Option<u16>,
     // Dropped in this order: the server stops, then its files go.
     _server: Server,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl NgIrcd {
     pub fn start() -> NgIrcd {
+        Self::start_with(false)
+    }
+
+    pub fn start_with(tls: bool) -> NgIrcd {
         let dir = tempfile::tempdir().unwrap();
         // ngIRCd drops to nobody before writing its pid file.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = free_port();
+        let (port, tls_port) = (free_port(), free_port());
         let values = [
             ("client_port", port.to_string()),
+            ("tls_port", tls_port.to_string()),
             ("dir", dir.path().display().to_string()),
             ("password", LINK_PASSWORD.to_string()),
         ];
         let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        std::fs::write(dir.path().join("ngircd.conf"), fill(NGIRCD_CONF, &values)).unwrap();
+        if tls {
+            make_certs(dir.path());
+        }
+        let template = if tls { NGIRCD_TLS_CONF } else { NGIRCD_CONF };
+        std::fs::write(dir.path().join("ngircd.conf"), fill(template, &values)).unwrap();
         std::fs::create_dir_all(dir.path().join("ngircd.conf.d")).unwrap();
         std::fs::write(dir.path().join("ngircd.motd"), "bridgewarden test server\n").unwrap();
         let server = start_ngircd(dir.path());
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "ngIRCd did not start:\n{}",
-            server.log()
-        );
+        let ready = wait_for_port(port, Duration::from_secs(10))
+            && (!tls || wait_for_port(tls_port, Duration::from_secs(10)));
+        assert!(ready, "ngIRCd did not start:\n{}", server.log());
         NgIrcd {
             port,
-            _dir: dir,
+            tls_port: tls.then_some(tls_port),
             _server: server,
+            dir,
         }
     }
 }
