@@ -251,4 +251,26 @@ mod tests {
         let text = ":n!u@h PRIVMSG #c :hi there";
         assert_eq!(Line::parse(text).unwrap().to_string(), text);
     }
+
+    proptest::proptest! {
+        /// Whatever a server sends, parsing returns a line or an error, never a panic.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,200}|[@:;= !a-z\\\\]{0,80}") {
+            let _ = Line::parse(&text);
+        }
+
+        /// A line we build parses back to the command and parameters we gave.
+        #[test]
+        fn built_lines_parse_back(
+            middle in proptest::collection::vec("[#a-zA-Z0-9][^ \\r\\n\\x00]{0,12}", 0..4),
+            trailing in "[^\\r\\n\\x00]{0,60}",
+        ) {
+            let mut params: Vec<&str> = middle.iter().map(String::as_str).collect();
+            params.push(&trailing);
+            let built = Line::build("PRIVMSG", &params).unwrap();
+            let line = Line::parse(&built).unwrap();
+            proptest::prop_assert_eq!(line.command.as_str(), "PRIVMSG");
+            proptest::prop_assert_eq!(line.params, params);
+        }
+    }
 }
