@@ -6,6 +6,8 @@
 pub mod audit;
 pub mod chat;
 pub mod cli;
+pub mod config;
+pub mod diagnostic;
 pub mod irc;
 pub mod matrix;
 pub mod policy;

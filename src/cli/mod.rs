@@ -5,6 +5,7 @@
 //! and nowhere deeper. Must not hold domain logic.
 
 mod audit;
+mod config;
 mod policy;
 
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Read the audit log: list, show, export, stats.
     Audit(audit::AuditArgs),
+    /// Check a daemon config file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -36,6 +40,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(args) => audit::run(args),
+        Command::Config(cmd) => config::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -103,7 +103,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads a policy, printing its diagnostics (warnings too) on stderr.
-fn load_or_report(file: &std::path::Path) -> Option<Policy> {
+pub(super) fn load_or_report(file: &std::path::Path) -> Option<Policy> {
     match policy_files::load(file) {
         Ok(p) => {
             for w in p.warnings() {

@@ -12,7 +12,7 @@
 
 pub(crate) mod condition;
 pub mod decision;
-pub mod diagnostic;
+pub use crate::diagnostic;
 pub mod duration;
 pub mod event;
 pub mod explain;

@@ -1,8 +1,9 @@
-//! Problems found while loading a policy, located as FILE:LINE:COL.
+//! Problems found while loading a file people edit (a policy, its list files, the daemon's
+//! config), located as FILE:LINE:COL.
 //!
-//! Every error the loader can produce ends up here with a position in the file the user
-//! edits (the policy itself or one of its list files), so that `policy check` output can be
-//! read by people and by editors alike. Must not print anything itself.
+//! Every error the policy and config loaders can produce ends up here with a position in the
+//! file the user edits, so that `policy check` and `config check` output can be read by people
+//! and by editors alike. Must not print anything itself.
 
 use std::fmt;
 use std::ops::Range;
@@ -105,7 +106,7 @@ impl Diagnostics {
         self.0.iter().filter(|d| !d.is_error())
     }
 
-    pub(crate) fn sort(&mut self) {
+    pub fn sort(&mut self) {
         self.0
             .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         self.0.dedup();
