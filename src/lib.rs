@@ -10,6 +10,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod irc;
 pub mod matrix;
+pub mod moderator;
 pub mod policy;
 pub mod policy_files;
 pub mod rich_text;
