@@ -40,6 +40,8 @@ fn entry(i: usize) -> Entry {
         mode: "enforce".into(),
         strikes: 1.0,
         relayed: false,
+        event_id: None,
+        explanation: vec![],
     })
 }
 

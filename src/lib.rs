@@ -14,3 +14,4 @@ pub mod moderator;
 pub mod policy;
 pub mod policy_files;
 pub mod rich_text;
+pub mod routing;

@@ -282,12 +282,14 @@ impl AuditLog {
         &self,
         pending: &PendingAction,
         outcome: Outcome,
+        detail: Option<String>,
         ts: i64,
     ) -> Result<Appended> {
         let entry = Entry::Outcome(OutcomeRecord {
             action_id: pending.id,
             action: pending.action.clone(),
             outcome,
+            detail,
         });
         self.append(entry, Some(pending.case), ts).await
     }

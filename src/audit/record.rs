@@ -74,6 +74,12 @@ pub struct DecisionRecord {
     pub strikes: f64,
     #[serde(default)]
     pub relayed: bool,
+    /// The network's id of the message (a Matrix event id), to find the decision about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The evidence in words, one line per matched condition (what `why` shows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub explanation: Vec<String>,
 }
 
 /// An action, recorded before it is executed (with outcome `Pending`).
@@ -101,6 +107,9 @@ pub struct OutcomeRecord {
     /// Its kind again, so outcomes can be counted without loading the action.
     pub action: String,
     pub outcome: Outcome,
+    /// What was applied, e.g. the ban mask or the power level a mute replaced (to undo it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A policy load or reload, successful or not.

@@ -31,6 +31,8 @@ fn decision(room: &str, sender: Who, rules: &[&str], actions: &[&str]) -> Entry 
         mode: "enforce".into(),
         strikes: 1.0,
         relayed: false,
+        event_id: None,
+        explanation: vec![],
     })
 }
 
@@ -80,7 +82,7 @@ async fn appends_get_ids_that_increase_and_cases_link_records() {
         .unwrap();
     assert!(pending.id > d.id);
     let done = log
-        .finish_action(&pending, Outcome::Applied, 1002)
+        .finish_action(&pending, Outcome::Applied, None, 1002)
         .await
         .unwrap();
     assert!(done.id > pending.id);
@@ -137,7 +139,7 @@ async fn history(log: &AuditLog) {
             } else {
                 Outcome::Applied
             };
-            log.finish_action(&p, outcome, ts + 2).await.unwrap();
+            log.finish_action(&p, outcome, None, ts + 2).await.unwrap();
         }
     }
 }

@@ -32,6 +32,8 @@ fn decision(room: &str, sender: &str, rule: &str, text: &str) -> Entry {
         mode: "enforce".into(),
         strikes: 1.0,
         relayed: false,
+        event_id: None,
+        explanation: vec![],
     })
 }
 
@@ -79,6 +81,7 @@ fn populate(dir: &Path) -> (u64, u64) {
                     outcome: Outcome::Failed {
                         reason: "no power".into(),
                     },
+                    detail: None,
                 });
                 log.append_blocking(done, Some(case), T0 + day * DAY + 101)
                     .unwrap();
