@@ -7,6 +7,7 @@ pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod diagnostic;
 pub mod irc;
 pub mod matrix;

@@ -13,6 +13,18 @@ use crate::policy::{Diagnostics, Policy, Severity, MAX_LIST_BYTES, MAX_POLICY_BY
 
 /// Loads and compiles the policy at `path`; every problem comes back as a diagnostic.
 pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
+    load_tracked(path).0
+}
+
+/// [`load`], also returning every file it read or tried to read (the policy and its list
+/// files), so a watcher knows what to watch even when the load failed.
+pub fn load_tracked(path: &Path) -> (Result<Policy, Diagnostics>, Vec<std::path::PathBuf>) {
+    let mut files = vec![path.to_path_buf()];
+    let policy = load_inner(path, &mut files);
+    (policy, files)
+}
+
+fn load_inner(path: &Path, files: &mut Vec<std::path::PathBuf>) -> Result<Policy, Diagnostics> {
     let name = path.display().to_string();
     let text = read_text(path, MAX_POLICY_BYTES).map_err(|e| {
         let src = Source {
@@ -29,6 +41,7 @@ pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
         Diagnostics(vec![d])
     })?;
     Policy::from_toml(&name, &text, &mut |list: &Path| {
+        files.push(list.to_path_buf());
         read_text(list, MAX_LIST_BYTES).map_err(|e| io::Error::other(e.message))
     })
 }

@@ -233,6 +233,92 @@ pub struct Record {
     pub entry: Entry,
 }
 
+impl Outcome {
+    /// "applied", "failed: reason", ...
+    pub fn describe(&self) -> String {
+        let o = self;
+        match o {
+            Outcome::Pending => "pending".into(),
+            Outcome::Applied => "applied".into(),
+            Outcome::Failed { reason } => format!("failed: {reason}"),
+            Outcome::Reverted { by } => format!("reverted by {by}"),
+        }
+    }
+}
+
+impl Entry {
+    /// One line about what a record says.
+    pub fn summary(&self) -> String {
+        let e = self;
+        match e {
+            Entry::Decision(d) => {
+                let mut s = format!("rules {}", d.rules.join(","));
+                if !d.dry_run.is_empty() {
+                    s.push_str(&format!(" dry-run {}", d.dry_run.join(",")));
+                }
+                if !d.actions.is_empty() {
+                    s.push_str(&format!(" -> {}", d.actions.join(",")));
+                }
+                s
+            }
+            Entry::Action(a) => {
+                let by = match &a.actor {
+                    Actor::Policy { rule } => format!("rule {rule}"),
+                    Actor::Moderator { who } => format!("by {}", who.name),
+                    Actor::Schedule => "scheduled".into(),
+                };
+                let dur = a
+                    .duration
+                    .as_deref()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default();
+                format!("{}{dur} ({by}) {}", a.action, a.outcome.describe())
+            }
+            Entry::Outcome(o) => format!("{} #{}: {}", o.action, o.action_id, o.outcome.describe()),
+            Entry::PolicyLoad(p) => {
+                let status = if p.ok {
+                    "loaded".to_string()
+                } else {
+                    format!("failed: {}", p.error.as_deref().unwrap_or(""))
+                };
+                format!(
+                    "{} {} by {} {status}",
+                    p.file,
+                    p.hash.as_deref().unwrap_or("-"),
+                    p.by
+                )
+            }
+            Entry::Command(c) => format!("{:?} {}", c.command, if c.ok { "ok" } else { "refused" }),
+            Entry::Other => "(a record type this version does not know)".into(),
+        }
+    }
+}
+
+impl Record {
+    /// `#id time kind user in room: summary`.
+    pub fn describe(&self) -> String {
+        let r = self;
+        let user = r
+            .entry
+            .users()
+            .first()
+            .map(|w| format!(" {}", w.name))
+            .unwrap_or_default();
+        let room = r
+            .entry
+            .room()
+            .map(|x| format!(" in {x}"))
+            .unwrap_or_default();
+        format!(
+            "#{} {} {}{user}{room}: {}",
+            r.id,
+            super::query::format_ts(r.ts),
+            r.entry.kind(),
+            r.entry.summary()
+        )
+    }
+}
+
 // Key layout of the log tree: records under `r` + id; index chunks under their index names
 // (see `index`); two marks.
 pub(crate) const K_RECORD: u8 = b'r';

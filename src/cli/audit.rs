@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
-use crate::audit::{self, AuditLog, Entry, Outcome, Query, Record};
+use crate::audit::{self, AuditLog, Entry, Query, Record};
 use crate::policy::Duration as PolicyDuration;
 
 /// Where the audit store is when `--audit-dir` is not given.
@@ -145,7 +145,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "case {} ({} records)\n", record.case, case.len())?;
                 for r in &case {
                     let marker = if r.id == id { ">" } else { " " };
-                    writeln!(out, "{marker} {}", describe(r))?;
+                    writeln!(out, "{marker} {}", r.describe())?;
                     for line in details(r) {
                         writeln!(out, "      {line}")?;
                     }
@@ -308,7 +308,7 @@ fn print_table(out: &mut impl Write, records: &[Record]) -> io::Result<()> {
             r.entry.kind(),
             cut(r.entry.room().unwrap_or("-"), 16),
             cut(&user, 24),
-            summary(&r.entry)
+            r.entry.summary()
         )?;
     }
     Ok(())
@@ -320,81 +320,6 @@ fn cut(s: &str, n: usize) -> String {
     } else {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
     }
-}
-
-fn outcome(o: &Outcome) -> String {
-    match o {
-        Outcome::Pending => "pending".into(),
-        Outcome::Applied => "applied".into(),
-        Outcome::Failed { reason } => format!("failed: {reason}"),
-        Outcome::Reverted { by } => format!("reverted by {by}"),
-    }
-}
-
-/// One line about what a record says.
-fn summary(e: &Entry) -> String {
-    match e {
-        Entry::Decision(d) => {
-            let mut s = format!("rules {}", d.rules.join(","));
-            if !d.dry_run.is_empty() {
-                s.push_str(&format!(" dry-run {}", d.dry_run.join(",")));
-            }
-            if !d.actions.is_empty() {
-                s.push_str(&format!(" -> {}", d.actions.join(",")));
-            }
-            s
-        }
-        Entry::Action(a) => {
-            let by = match &a.actor {
-                audit::Actor::Policy { rule } => format!("rule {rule}"),
-                audit::Actor::Moderator { who } => format!("by {}", who.name),
-                audit::Actor::Schedule => "scheduled".into(),
-            };
-            let dur = a
-                .duration
-                .as_deref()
-                .map(|d| format!(" {d}"))
-                .unwrap_or_default();
-            format!("{}{dur} ({by}) {}", a.action, outcome(&a.outcome))
-        }
-        Entry::Outcome(o) => format!("{} #{}: {}", o.action, o.action_id, outcome(&o.outcome)),
-        Entry::PolicyLoad(p) => {
-            let status = if p.ok {
-                "loaded".to_string()
-            } else {
-                format!("failed: {}", p.error.as_deref().unwrap_or(""))
-            };
-            format!(
-                "{} {} by {} {status}",
-                p.file,
-                p.hash.as_deref().unwrap_or("-"),
-                p.by
-            )
-        }
-        Entry::Command(c) => format!("{:?} {}", c.command, if c.ok { "ok" } else { "refused" }),
-        Entry::Other => "(a record type this version does not know)".into(),
-    }
-}
-
-fn describe(r: &Record) -> String {
-    let user = r
-        .entry
-        .users()
-        .first()
-        .map(|w| format!(" {}", w.name))
-        .unwrap_or_default();
-    let room = r
-        .entry
-        .room()
-        .map(|x| format!(" in {x}"))
-        .unwrap_or_default();
-    format!(
-        "#{} {} {}{user}{room}: {}",
-        r.id,
-        audit::record_time(r.ts),
-        r.entry.kind(),
-        summary(&r.entry)
-    )
 }
 
 fn details(r: &Record) -> Vec<String> {

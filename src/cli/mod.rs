@@ -7,6 +7,7 @@
 mod audit;
 mod config;
 mod policy;
+mod run;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the bridge daemon.
+    Run(run::RunArgs),
     /// Check, test, evaluate and explain policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(args) => audit::run(args),
         Command::Config(cmd) => config::run(cmd),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,

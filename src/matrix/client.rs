@@ -134,6 +134,8 @@ pub struct MatrixStats {
     pub syncs: AtomicU64,
     pub sync_errors: AtomicU64,
     pub events: AtomicU64,
+    /// Whether the last sync succeeded (for the health endpoint).
+    pub syncing: std::sync::atomic::AtomicBool,
 }
 
 /// The handle the rest of the program holds.
@@ -349,10 +351,12 @@ async fn sync_loop(client: Client, config: Arc<MatrixConfig>, stats: Arc<MatrixS
         {
             Ok(_) => {
                 stats.syncs.fetch_add(1, Ordering::Relaxed);
+                stats.syncing.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(200);
             }
             Err(e) => {
                 stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+                stats.syncing.store(false, Ordering::Relaxed);
                 tracing::warn!(error = %e, retry_in = ?backoff, "Matrix sync failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

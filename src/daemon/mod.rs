@@ -1,0 +1,474 @@
+//! The bridge daemon: starts the audit log, the policy and the adapters from a validated
+//! config, feeds every event through the routing core, and executes its effects; runs timed
+//! undos from the durable schedule, reloads the policy on SIGHUP or when its files change,
+//! serves metrics and health, and shuts down gracefully.
+//!
+//! The edge of the program: it holds no routing or policy logic of its own and knows no wire
+//! format. Must not act on anything before its audit record is durable (the executor's job).
+
+mod executor;
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::audit::{now_ms, AuditLog, Entry, PolicyLoadRecord};
+use crate::chat::ChatEvent;
+use crate::config::Config;
+use crate::irc::client::IrcHandle;
+use crate::policy::Policy;
+use crate::routing::{IrcRules, Pair, Place, Router, Routes, MATRIX};
+pub use executor::why;
+use executor::{Control, Dispatcher, Executor, Job, Networks};
+use metrics::{Gauge, Metrics, Response};
+
+/// How often the policy files are checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often the schedule is checked for undos that fell due.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
+/// A scheduled undo that failed is tried again after this long.
+const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
+/// How long shutdown waits for in-flight effects.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The policy files' identity on disk: what a change is measured against.
+type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (f.clone(), meta)
+        })
+        .collect()
+}
+
+/// State the health endpoint reads; refreshed in the background.
+#[derive(Default)]
+struct Health {
+    irc: Vec<(String, bool)>,
+    policy: String,
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let audit_dir = config.audit_dir.clone();
+    let audit = tokio::task::spawn_blocking(move || AuditLog::open(&audit_dir))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot open the audit log in {}",
+                config.audit_dir.display()
+            )
+        })?;
+    let audit = Arc::new(audit);
+    if let Some(max_age) = config.retention {
+        audit.start_retention(max_age, Duration::from_secs(3600));
+    }
+
+    let (policy, mut watched) = crate::policy_files::load_tracked(&config.policy);
+    let policy = match policy {
+        Ok(p) => Arc::new(p),
+        Err(diags) => {
+            let _ = audit
+                .append(
+                    policy_load(&config, None, "startup", Some(diags.to_string())),
+                    None,
+                    now_ms(),
+                )
+                .await;
+            anyhow::bail!("the policy does not load:\n{diags}");
+        }
+    };
+    for w in policy.warnings() {
+        tracing::warn!("{w}");
+    }
+    audit
+        .append(
+            policy_load(&config, Some(&policy), "startup", None),
+            None,
+            now_ms(),
+        )
+        .await
+        .context("cannot write the audit log")?;
+    let mut seen = fingerprint(&watched);
+
+    // Adapters.
+    let (events_tx, mut events) = mpsc::channel::<ChatEvent>(4096);
+    let mut irc: HashMap<String, IrcHandle> = HashMap::new();
+    for net in &config.irc {
+        let (handle, mut rx) = crate::irc::client::spawn(net.config.clone());
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if tx.send(e).await.is_err() {
+                    break;
+                }
+            }
+        });
+        irc.insert(net.config.network.clone(), handle);
+    }
+    let (matrix, mut mrx) = crate::matrix::client::start(config.matrix.clone())
+        .await
+        .context("cannot start the Matrix side")?;
+    let tx = events_tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = mrx.recv().await {
+            if tx.send(e).await.is_err() {
+                break;
+            }
+        }
+    });
+    drop(events_tx);
+
+    // Room aliases become ids: events carry ids.
+    let mut pairs = Vec::new();
+    for b in &config.bridges {
+        let id = match matrix.join(&b.matrix).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(room = %b.matrix, error = %e, "cannot join a bridged Matrix room; its pair stays down");
+                continue;
+            }
+        };
+        pairs.push(Pair {
+            matrix_room: id,
+            matrix_name: b.matrix.clone(),
+            network: b.network.clone(),
+            channel: b.channel.clone(),
+        });
+    }
+    let mut moderation_rooms = Vec::new();
+    for r in &config.moderation.rooms {
+        match r {
+            crate::config::RoomRef::Matrix(room) => match matrix.join(room).await {
+                Ok(id) => moderation_rooms.push(Place::new(MATRIX, &id)),
+                Err(e) => tracing::error!(%room, error = %e, "cannot join a moderators' room"),
+            },
+            crate::config::RoomRef::Irc { network, channel } => {
+                moderation_rooms.push(Place::new(network, channel))
+            }
+        }
+    }
+    let routes = Routes {
+        pairs,
+        irc: config
+            .irc
+            .iter()
+            .map(|n| IrcRules {
+                network: n.config.network.clone(),
+                moderator_modes: n.moderator_modes.clone(),
+                moderator_accounts: n.moderator_accounts.clone(),
+            })
+            .collect(),
+        matrix_power_level: config.moderation.matrix_power_level,
+        command_prefix: config.moderation.command_prefix.clone(),
+        moderation_rooms,
+        ignore_senders: config.ignore_senders.clone(),
+    };
+    let mut router = Router::new(routes, policy.clone());
+    let strikes = {
+        let audit = audit.clone();
+        tokio::task::spawn_blocking(move || audit.all_strikes()).await??
+    };
+    router.load_strikes(strikes);
+
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Mutex::new(Health {
+        policy: policy.hash().to_string(),
+        ..Health::default()
+    }));
+    let networks = Networks {
+        matrix: matrix.clone(),
+        irc: irc.clone(),
+    };
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        tracing::info!(%addr, "metrics and health endpoint");
+        let handler = endpoint(metrics.clone(), health.clone(), networks.clone());
+        tokio::spawn(metrics::serve(listener, handler));
+    }
+    tokio::spawn(refresh_health(health.clone(), irc.clone()));
+
+    let (control_tx, mut control) = mpsc::channel::<Control>(64);
+    let exec = Arc::new(Executor {
+        audit: audit.clone(),
+        networks,
+        metrics: metrics.clone(),
+        control: control_tx,
+    });
+    let mut dispatcher = Dispatcher::new(exec);
+    let daemon_place = Place::new("", "");
+    tracing::info!(
+        pairs = router.routes().pairs.len(),
+        policy = %policy.short_hash(),
+        startup = ?started.elapsed(),
+        "bridgewarden is running"
+    );
+
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    let mut schedule = tokio::time::interval(SCHEDULE_EVERY);
+    let mut prune = tokio::time::interval(Duration::from_secs(600));
+    // Scheduled undos in flight, and when to try each again if it does not finish.
+    let mut in_flight: HashMap<u64, i64> = HashMap::new();
+    // A change seen but not yet reloaded: editors write in steps, so wait until it settles.
+    let mut settling: Option<Fingerprint> = None;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                metrics.events.inc(&[("network", &ev.network)]);
+                let t = Instant::now();
+                let effects = router.handle(&ev);
+                metrics.observe_latency(t.elapsed());
+                let room = Place::new(&ev.network, &ev.room);
+                dispatcher.dispatch(room, Job { effects, case: None, scheduled: None }).await;
+            }
+            Some(c) = control.recv() => match c {
+                Control::Reload { by, reply_to } => {
+                    let (effects, files) = reload(&config, &mut router, &metrics, &health, &by, Some(&reply_to));
+                    watched = files;
+                    seen = fingerprint(&watched);
+                    dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None }).await;
+                }
+                Control::ScheduledDone(id) => { in_flight.remove(&id); }
+            },
+            _ = sighup.recv() => {
+                let (effects, files) = reload(&config, &mut router, &metrics, &health, "SIGHUP", None);
+                watched = files;
+                seen = fingerprint(&watched);
+                dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None }).await;
+            }
+            _ = watch.tick() => {
+                let now = fingerprint(&watched);
+                if now == seen {
+                    settling = None;
+                } else if settling.as_ref() == Some(&now) {
+                    settling = None;
+                    let (effects, files) = reload(&config, &mut router, &metrics, &health, "file change", None);
+                    watched = files;
+                    seen = fingerprint(&watched);
+                    dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None }).await;
+                } else {
+                    settling = Some(now);
+                }
+            }
+            _ = schedule.tick() => {
+                let now = now_ms();
+                let due = match audit.due(now) {
+                    Ok(d) => d,
+                    Err(e) => { tracing::error!(error = %e, "cannot read the schedule"); continue; }
+                };
+                for s in due {
+                    if in_flight.get(&s.id).is_some_and(|retry| *retry > now) {
+                        continue;
+                    }
+                    in_flight.insert(s.id, now + SCHEDULE_RETRY.as_millis() as i64);
+                    let effects = router.undo(&s);
+                    let room = Place::new(&s.network, &s.room);
+                    dispatcher.dispatch(room, Job { effects, case: Some(s.case), scheduled: Some(s.id) }).await;
+                }
+            }
+            _ = prune.tick() => router.prune(now_ms()),
+            () = &mut shutdown => {
+                tracing::info!("shutting down: finishing in-flight actions");
+                break;
+            }
+        }
+    }
+    dispatcher.drain(SHUTDOWN_GRACE).await;
+    if let Err(e) = audit.flush().await {
+        tracing::error!(error = %e, "cannot flush the audit log at shutdown");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn policy_load(config: &Config, policy: Option<&Policy>, by: &str, error: Option<String>) -> Entry {
+    Entry::PolicyLoad(PolicyLoadRecord {
+        file: config.policy.display().to_string(),
+        hash: policy.map(|p| p.hash().to_string()),
+        by: by.to_string(),
+        ok: error.is_none(),
+        error,
+    })
+}
+
+/// Loads the policy again: swapped in whole when it loads, kept as it was when it does not;
+/// either way audited and announced. Returns the effects and the files to watch.
+fn reload(
+    config: &Config,
+    router: &mut Router,
+    metrics: &Metrics,
+    health: &Mutex<Health>,
+    by: &str,
+    reply_to: Option<&Place>,
+) -> (Vec<crate::routing::Effect>, Vec<PathBuf>) {
+    let (loaded, files) = crate::policy_files::load_tracked(&config.policy);
+    let (record, text) = match loaded {
+        Ok(p) => {
+            let p = Arc::new(p);
+            let text = format!(
+                "policy reloaded ({by}): {:?} {} ({}), {} rule(s){}",
+                p.name(),
+                p.short_hash(),
+                p.mode().name(),
+                p.rule_ids().count(),
+                if p.warnings().is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} warning(s)", p.warnings().len())
+                }
+            );
+            tracing::info!("{text}");
+            metrics.policy_reloads.inc(&[("result", "ok")]);
+            if let Ok(mut h) = health.lock() {
+                h.policy = p.hash().to_string();
+            }
+            let record = policy_load(config, Some(&p), by, None);
+            router.set_policy(p);
+            (record, text)
+        }
+        Err(diags) => {
+            let shown: Vec<String> = diags.errors().take(5).map(ToString::to_string).collect();
+            let text = format!(
+                "policy reload ({by}) failed; still using {}:\n{}",
+                router.policy().short_hash(),
+                shown.join("\n")
+            );
+            tracing::error!("{text}");
+            metrics.policy_reloads.inc(&[("result", "error")]);
+            (policy_load(config, None, by, Some(diags.to_string())), text)
+        }
+    };
+    let mut effects = vec![crate::routing::Effect::Record(record)];
+    effects.extend(router.announce(&text));
+    if let Some(place) = reply_to {
+        if !router.routes().moderation_rooms.contains(place) {
+            effects.extend(crate::routing::effect::say(
+                place,
+                &text,
+                place.network != MATRIX,
+            ));
+        }
+    }
+    (effects, files)
+}
+
+/// Keeps the health snapshot current (adapter state is asked for asynchronously).
+async fn refresh_health(health: Arc<Mutex<Health>>, irc: HashMap<String, IrcHandle>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let mut states = Vec::new();
+        for (name, h) in &irc {
+            let ok = h.status().await.map(|s| s.registered).unwrap_or(false);
+            states.push((name.clone(), ok));
+        }
+        states.sort();
+        if let Ok(mut h) = health.lock() {
+            h.irc = states;
+        }
+    }
+}
+
+/// `/metrics` and `/health`.
+fn endpoint(
+    metrics: Arc<Metrics>,
+    health: Arc<Mutex<Health>>,
+    networks: Networks,
+) -> metrics::Handler {
+    Arc::new(move |path: &str| {
+        let matrix_ok = networks.matrix.stats.syncing.load(Ordering::Relaxed);
+        let (irc, policy) = health
+            .lock()
+            .map(|h| (h.irc.clone(), h.policy.clone()))
+            .unwrap_or_default();
+        match path {
+            "/metrics" => {
+                let mut gauges = vec![
+                    Gauge {
+                        name: "bridgewarden_matrix_syncing",
+                        help: "1 when the last Matrix sync succeeded.",
+                        kind: "gauge",
+                        labels: vec![],
+                        value: f64::from(u8::from(matrix_ok)),
+                    },
+                    Gauge {
+                        name: "bridgewarden_matrix_sync_errors_total",
+                        help: "Matrix syncs that failed (each is retried).",
+                        kind: "counter",
+                        labels: vec![],
+                        value: networks.matrix.stats.sync_errors.load(Ordering::Relaxed) as f64,
+                    },
+                ];
+                for (name, ok) in &irc {
+                    gauges.push(Gauge {
+                        name: "bridgewarden_irc_connected",
+                        help: "1 when registered with the IRC server.",
+                        kind: "gauge",
+                        labels: vec![("network", name.clone())],
+                        value: f64::from(u8::from(*ok)),
+                    });
+                }
+                for (name, h) in &networks.irc {
+                    let labels = vec![("network", name.clone())];
+                    gauges.push(Gauge {
+                        name: "bridgewarden_irc_reconnects_total",
+                        help: "IRC reconnections.",
+                        kind: "counter",
+                        labels: labels.clone(),
+                        value: h.stats.reconnects.load(Ordering::Relaxed) as f64,
+                    });
+                    gauges.push(Gauge {
+                        name: "bridgewarden_irc_queue_drops_total",
+                        help: "IRC lines dropped because the outbound queue was full.",
+                        kind: "counter",
+                        labels,
+                        value: h.stats.queue_drops.load(Ordering::Relaxed) as f64,
+                    });
+                }
+                Some(Response {
+                    ok: true,
+                    content_type: "text/plain; version=0.0.4",
+                    body: metrics.render(&gauges),
+                })
+            }
+            "/health" => {
+                let all_ok = matrix_ok && irc.iter().all(|(_, ok)| *ok);
+                let irc_json: serde_json::Map<String, serde_json::Value> = irc
+                    .iter()
+                    .map(|(n, ok)| (n.clone(), serde_json::Value::Bool(*ok)))
+                    .collect();
+                let body = serde_json::json!({
+                    "status": if all_ok { "ok" } else { "degraded" },
+                    "matrix": matrix_ok,
+                    "irc": irc_json,
+                    "policy": policy,
+                });
+                Some(Response {
+                    ok: all_ok,
+                    content_type: "application/json",
+                    body: format!("{body}\n"),
+                })
+            }
+            _ => None,
+        }
+    })
+}
