@@ -10,7 +10,23 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::room::Room;
+use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoom;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::events::room::message::{
+    OriginalSyncRoomMessageEvent, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::events::room::redaction::OriginalSyncRoomRedactionEvent;
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::{Int, OwnedRoomId, OwnedUserId};
+use matrix_sdk::Client;
+use tokio::sync::mpsc;
+
 use super::{fill, free_port, repo, Server};
+
+/// How long tests wait for something to arrive.
+pub const WAIT: Duration = Duration::from_secs(20);
 
 const SYNAPSE_CONF: &str = include_str!("../../servers/synapse.yaml");
 const SYNAPSE_LOG: &str = include_str!("../../servers/synapse-log.yaml");
@@ -188,4 +204,186 @@ pub fn http(
         code,
         serde_json::from_str(&json[start..end.max(start)]).unwrap_or(Value::Null),
     ))
+}
+
+/// What a peer saw: (room, sender, body, formatted body, event id).
+pub type Seen = (String, String, String, Option<String>, String);
+
+/// A second Matrix user, syncing in the background.
+pub struct Peer {
+    pub client: Client,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
+    pub redactions: mpsc::UnboundedReceiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    pub async fn login(s: &Synapse, a: &Account) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::builder()
+            .homeserver_url(s.url())
+            .sqlite_store(dir.path(), None)
+            .build()
+            .await
+            .unwrap();
+        client
+            .matrix_auth()
+            .login_username(&a.localpart, &a.password)
+            .send()
+            .await
+            .unwrap();
+        client
+            .encryption()
+            .wait_for_e2ee_initialization_tasks()
+            .await;
+        client
+            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+            .await
+            .unwrap();
+        let (tx, seen) = mpsc::unbounded_channel();
+        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
+            let tx = tx.clone();
+            async move {
+                let formatted = match &ev.content.msgtype {
+                    matrix_sdk::ruma::events::room::message::MessageType::Text(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    matrix_sdk::ruma::events::room::message::MessageType::Notice(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    matrix_sdk::ruma::events::room::message::MessageType::Emote(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    _ => None,
+                };
+                let _ = tx.send((
+                    room.room_id().to_string(),
+                    ev.sender.to_string(),
+                    ev.content.body().to_string(),
+                    formatted,
+                    ev.event_id.to_string(),
+                ));
+            }
+        });
+        let (rtx, redactions) = mpsc::unbounded_channel();
+        client.add_event_handler(move |ev: OriginalSyncRoomRedactionEvent| {
+            let rtx = rtx.clone();
+            async move {
+                if let Some(id) = ev.redacts.clone().or(ev.content.redacts.clone()) {
+                    let _ = rtx.send(id.to_string());
+                }
+            }
+        });
+        let c = client.clone();
+        tokio::spawn(async move {
+            loop {
+                if c.sync_once(SyncSettings::default().timeout(Duration::from_secs(5)))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Peer {
+            client,
+            seen,
+            redactions,
+            _dir: dir,
+        }
+    }
+
+    pub async fn create_room(&self, encrypted: bool, invite: &[&str]) -> OwnedRoomId {
+        self.create_room_with(encrypted, false, invite).await
+    }
+
+    /// `public`: anyone may join (so only a ban keeps someone out).
+    pub async fn create_room_with(
+        &self,
+        encrypted: bool,
+        public: bool,
+        invite: &[&str],
+    ) -> OwnedRoomId {
+        let mut req = CreateRoom::new();
+        if public {
+            req.preset =
+                Some(matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset::PublicChat);
+        }
+        req.invite = invite
+            .iter()
+            .map(|u| OwnedUserId::try_from(*u).unwrap())
+            .collect();
+        if encrypted {
+            req.initial_state = vec![InitialStateEvent::with_empty_state_key(
+                RoomEncryptionEventContent::with_recommended_defaults(),
+            )
+            .to_raw_any()];
+        }
+        self.client
+            .create_room(req)
+            .await
+            .unwrap()
+            .room_id()
+            .to_owned()
+    }
+
+    pub async fn room(&self, id: &OwnedRoomId) -> Room {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.client.get_room(id) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "room {id} unknown to the peer");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn say(&self, room: &OwnedRoomId, content: RoomMessageEventContent) -> String {
+        self.room(room)
+            .await
+            .send(content)
+            .await
+            .unwrap()
+            .response
+            .event_id
+            .to_string()
+    }
+
+    /// The next message in `room` from someone else satisfying `pred`.
+    pub async fn expect(&mut self, room: &OwnedRoomId, pred: impl Fn(&Seen) -> bool) -> Seen {
+        let me = self.client.user_id().unwrap().to_string();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let s = tokio::time::timeout(left, self.seen.recv())
+                .await
+                .expect("timed out waiting for a message")
+                .unwrap();
+            if s.0 == room.as_str() && s.1 != me && pred(&s) {
+                return s;
+            }
+        }
+    }
+
+    pub async fn join(&self, room: &OwnedRoomId) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let last = match self.client.join_room_by_id(room).await {
+                Ok(_) => return,
+                Err(e) => e.to_string(),
+            };
+            assert!(Instant::now() < deadline, "could not join {room}: {last}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Gives `user` power `level` in a room the peer created.
+pub async fn set_power(peer: &Peer, room: &OwnedRoomId, user: &str, level: i32) {
+    let r = peer.room(room).await;
+    r.sync_up().await;
+    let id = OwnedUserId::try_from(user).unwrap();
+    r.update_power_levels(vec![(&id, Int::from(level))])
+        .await
+        .unwrap();
 }

@@ -85,6 +85,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Kills it with SIGKILL and waits.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
