@@ -16,6 +16,7 @@ use crate::support::{free_port, Server};
 const WAIT: Duration = Duration::from_secs(20);
 const CHANNEL: &str = "#chat";
 const BOT_NICK: &str = "bw";
+const BOT_IRC_PASSWORD: &str = "bot-services-password";
 
 pub const POLICY: &str = r#"
 [policy]
@@ -59,6 +60,16 @@ impl World {
     /// Servers up, Matrix rooms made (the bot invited and given power), config written.
     fn new(policy: &str) -> World {
         let irc = InspIrcd::start();
+        // The bot's services account owns the channel, so ChanServ ops the bot whenever it
+        // joins, across restarts, as on a real network.
+        let mut owner = irc.register(BOT_NICK, BOT_IRC_PASSWORD);
+        owner.join(CHANNEL);
+        owner.privmsg("ChanServ", &format!("REGISTER {CHANNEL}"));
+        owner
+            .expect(|l| l.command == "NOTICE" && l.param(1).is_some_and(|t| t.contains("registered")), WAIT)
+            .unwrap_or_else(|| panic!("ChanServ did not register the channel: {:#?}", owner.log));
+        owner.send("QUIT");
+        owner.expect(|_| false, Duration::from_millis(300));
         let synapse = Synapse::start();
         let (bot, admin_acct, alice_acct) = (
             synapse.register("bw"),
@@ -84,6 +95,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
         std::fs::write(dir.path().join("matrix-password"), format!("{}\n", bot.password)).unwrap();
+        std::fs::write(dir.path().join("irc-password"), BOT_IRC_PASSWORD).unwrap();
         let metrics_port = free_port();
         let config = format!(
             r#"
@@ -101,6 +113,7 @@ sync_timeout = "5s"
 host = "127.0.0.1"
 port = {port}
 nick = "{BOT_NICK}"
+sasl = {{ mechanism = "plain", account = "{BOT_NICK}", password = {{ file = "irc-password" }} }}
 moderator_accounts = ["ircmod"]
 flood_burst = 50
 flood_rate = 50.0
@@ -161,7 +174,7 @@ level = "info,bridgewarden=debug"
             assert!(Instant::now() < deadline, "the daemon did not become healthy:\n{}", self.daemon_log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        // The bot is first in the channel, so the server made it an operator.
+        // ChanServ ops the bot when it joins.
         let mut probe = RawClient::connect(self.irc.port, &format!("probe{}", free_port()));
         let deadline = Instant::now() + WAIT;
         loop {
