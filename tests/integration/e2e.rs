@@ -66,7 +66,10 @@ impl World {
         owner.join(CHANNEL);
         owner.privmsg("ChanServ", &format!("REGISTER {CHANNEL}"));
         owner
-            .expect(|l| l.command == "NOTICE" && l.param(1).is_some_and(|t| t.contains("registered")), WAIT)
+            .expect(
+                |l| l.command == "NOTICE" && l.param(1).is_some_and(|t| t.contains("registered")),
+                WAIT,
+            )
             .unwrap_or_else(|| panic!("ChanServ did not register the channel: {:#?}", owner.log));
         owner.send("QUIT");
         owner.expect(|_| false, Duration::from_millis(300));
@@ -94,7 +97,11 @@ impl World {
         });
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
-        std::fs::write(dir.path().join("matrix-password"), format!("{}\n", bot.password)).unwrap();
+        std::fs::write(
+            dir.path().join("matrix-password"),
+            format!("{}\n", bot.password),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("irc-password"), BOT_IRC_PASSWORD).unwrap();
         let metrics_port = free_port();
         let config = format!(
@@ -163,7 +170,12 @@ level = "info,bridgewarden=debug"
     fn start_daemon(&mut self) {
         let exe = env!("CARGO_BIN_EXE_bridgewarden");
         let config = self.config().display().to_string();
-        let mut server = Server::start("bridgewarden", exe, &["run", "--config", &config], self.dir.path());
+        let mut server = Server::start(
+            "bridgewarden",
+            exe,
+            &["run", "--config", &config],
+            self.dir.path(),
+        );
         server.stop_signal = 15;
         self.daemon = Some(server);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -171,7 +183,11 @@ level = "info,bridgewarden=debug"
             if self.http("/health").0 == 200 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the daemon did not become healthy:\n{}", self.daemon_log());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not become healthy:\n{}",
+                self.daemon_log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         // ChanServ ops the bot when it joins.
@@ -179,11 +195,22 @@ level = "info,bridgewarden=debug"
         let deadline = Instant::now() + WAIT;
         loop {
             probe.send(&format!("NAMES {CHANNEL}"));
-            let names = probe.expect(|l| l.command == "353" || l.command == "366", Duration::from_secs(2));
-            if names.is_some_and(|l| l.command == "353" && l.param(3).is_some_and(|n| n.split(' ').any(|x| x == format!("@{BOT_NICK}")))) {
+            let names = probe.expect(
+                |l| l.command == "353" || l.command == "366",
+                Duration::from_secs(2),
+            );
+            if names.is_some_and(|l| {
+                l.command == "353"
+                    && l.param(3)
+                        .is_some_and(|n| n.split(' ').any(|x| x == format!("@{BOT_NICK}")))
+            }) {
                 break;
             }
-            assert!(Instant::now() < deadline, "the bot is not an operator in {CHANNEL}:\n{}", self.daemon_log());
+            assert!(
+                Instant::now() < deadline,
+                "the bot is not an operator in {CHANNEL}:\n{}",
+                self.daemon_log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         probe.send("QUIT");
@@ -207,7 +234,10 @@ level = "info,bridgewarden=debug"
     }
 
     fn pid(&self) -> u32 {
-        self.daemon.as_ref().and_then(Server::pid).expect("the daemon runs")
+        self.daemon
+            .as_ref()
+            .and_then(Server::pid)
+            .expect("the daemon runs")
     }
 
     /// GET on the metrics endpoint: (status, body).
@@ -219,8 +249,15 @@ level = "info,bridgewarden=debug"
         let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -245,11 +282,13 @@ level = "info,bridgewarden=debug"
     }
 
     fn say(&self, peer: &Peer, room: &OwnedRoomId, text: &str) -> String {
-        self.rt.block_on(peer.say(room, RoomMessageEventContent::text_plain(text)))
+        self.rt
+            .block_on(peer.say(room, RoomMessageEventContent::text_plain(text)))
     }
 
     fn say_html(&self, peer: &Peer, room: &OwnedRoomId, body: &str, html: &str) -> String {
-        self.rt.block_on(peer.say(room, RoomMessageEventContent::text_html(body, html)))
+        self.rt
+            .block_on(peer.say(room, RoomMessageEventContent::text_html(body, html)))
     }
 }
 
@@ -297,12 +336,18 @@ fn messages_relay_both_ways_with_formatting() {
 
     // IRC -> Matrix: mIRC bold becomes HTML.
     carol.privmsg(CHANNEL, "\x02bold\x02 and plain");
-    let s = w.rt.block_on(w.alice.expect(&w.room, |s| s.2.contains("bold and plain")));
+    let s =
+        w.rt.block_on(w.alice.expect(&w.room, |s| s.2.contains("bold and plain")));
     assert_eq!(s.2, "<carol> bold and plain");
-    assert!(s.3.as_deref().is_some_and(|h| h.contains("<strong>bold</strong>")), "{s:?}");
+    assert!(
+        s.3.as_deref()
+            .is_some_and(|h| h.contains("<strong>bold</strong>")),
+        "{s:?}"
+    );
     // An emote.
     carol.privmsg(CHANNEL, "\x01ACTION waves\x01");
-    let s = w.rt.block_on(w.alice.expect(&w.room, |s| s.2.contains("waves")));
+    let s =
+        w.rt.block_on(w.alice.expect(&w.room, |s| s.2.contains("waves")));
     assert_eq!(s.2, "* carol waves");
 
     // Matrix -> IRC: HTML italics become mIRC italics, the sender's name in front.
@@ -310,27 +355,50 @@ fn messages_relay_both_ways_with_formatting() {
     let line = carol
         .expect_privmsg(CHANNEL, |t| t.contains("there"), WAIT)
         .unwrap_or_else(|| panic!("no relay on IRC: {:?}\n{}", carol.log, w.daemon_log()));
-    assert_eq!(line.param(1).unwrap(), format!("<{}> \x1dhi\x1d there", shown("alice")));
+    assert_eq!(
+        line.param(1).unwrap(),
+        format!("<{}> \x1dhi\x1d there", shown("alice"))
+    );
     // HTML in a plain Matrix message reaches IRC as text, and a newline never splits a command.
     w.say(&w.alice, &w.room, "a <b>tag</b>\r\nQUIT :injected");
-    let line = carol.expect_privmsg(CHANNEL, |t| t.contains("tag"), WAIT).unwrap();
+    let line = carol
+        .expect_privmsg(CHANNEL, |t| t.contains("tag"), WAIT)
+        .unwrap();
     assert!(line.param(1).unwrap().contains("a <b>tag</b>"), "{line:?}");
-    assert!(carol.expect_none(|l| l.command == "QUIT" && l.nick() == Some(BOT_NICK), Duration::from_secs(1)));
+    assert!(carol.expect_none(
+        |l| l.command == "QUIT" && l.nick() == Some(BOT_NICK),
+        Duration::from_secs(1)
+    ));
 
     // Another bridge's bot is not relayed.
     let mut other = w.irc_user("otherbridge");
     other.privmsg(CHANNEL, "[telegram] <x> relayed elsewhere");
     carol.privmsg(CHANNEL, "after the other bridge");
-    let seen = collect(&w.rt, &mut w.alice, &w.room, |s| s.2.contains("after the other bridge"));
-    assert!(seen.iter().all(|s| !s.2.contains("relayed elsewhere")), "{seen:?}");
+    let seen = collect(&w.rt, &mut w.alice, &w.room, |s| {
+        s.2.contains("after the other bridge")
+    });
+    assert!(
+        seen.iter().all(|s| !s.2.contains("relayed elsewhere")),
+        "{seen:?}"
+    );
 
     // Metrics count the relays.
     let (status, metrics) = w.http("/metrics");
     assert_eq!(status, 200);
-    assert!(metrics.contains("bridgewarden_relayed_total{direction=\"irc_to_matrix\"}"), "{metrics}");
-    assert!(metrics.contains("bridgewarden_irc_connected{network=\"test\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("bridgewarden_relayed_total{direction=\"irc_to_matrix\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bridgewarden_irc_connected{network=\"test\"} 1"),
+        "{metrics}"
+    );
     w.stop_daemon();
-    assert!(w.daemon_log().contains("stopped"), "graceful stop:\n{}", w.daemon_log());
+    assert!(
+        w.daemon_log().contains("stopped"),
+        "graceful stop:\n{}",
+        w.daemon_log()
+    );
 }
 
 /// A notice from the bot to `target` (a nick or the channel) containing `text`.
@@ -347,7 +415,12 @@ fn bot_notice(c: &mut RawClient, target: &str, text: &str) -> String {
         WAIT,
     )
     .map(|l| l.param(1).unwrap_or_default().to_string())
-    .unwrap_or_else(|| panic!("{}: no notice to {target} containing {text:?}:\n{:#?}", c.nick, c.log))
+    .unwrap_or_else(|| {
+        panic!(
+            "{}: no notice to {target} containing {text:?}:\n{:#?}",
+            c.nick, c.log
+        )
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -366,7 +439,15 @@ impl World {
     /// A message from the bot in a Matrix room containing `text`, as `who` sees it.
     #[track_caller]
     fn bot_says(&mut self, who: Who, room: In, text: &str) -> String {
-        let World { rt, admin, alice, room: chat, mods, bot, .. } = self;
+        let World {
+            rt,
+            admin,
+            alice,
+            room: chat,
+            mods,
+            bot,
+            ..
+        } = self;
         let peer = match who {
             Who::Admin => admin,
             Who::Alice => alice,
@@ -394,7 +475,9 @@ fn try_say(w: &World, peer: &Peer, room: &OwnedRoomId, text: &str) -> Result<Str
 /// Whether `listener` receives `speaker`'s `text` in the channel within `wait`.
 fn heard(speaker: &mut RawClient, listener: &mut RawClient, text: &str, wait: Duration) -> bool {
     speaker.privmsg(CHANNEL, text);
-    listener.expect_privmsg(CHANNEL, |t| t == text, wait).is_some()
+    listener
+        .expect_privmsg(CHANNEL, |t| t == text, wait)
+        .is_some()
 }
 
 #[test]
@@ -407,11 +490,19 @@ fn a_violation_on_each_side_is_blocked_acted_on_audited_and_escalated() {
     // IRC: an insult is not relayed, carol is warned, the moderators hear of it.
     carol.privmsg(CHANNEL, "you idiot");
     carol.privmsg(CHANNEL, "clean after the insult");
-    let seen = collect(&w.rt, &mut w.alice, &w.room, |s| s.2.contains("clean after the insult"));
+    let seen = collect(&w.rt, &mut w.alice, &w.room, |s| {
+        s.2.contains("clean after the insult")
+    });
     assert!(seen.iter().all(|s| !s.2.contains("idiot")), "{seen:#?}");
-    assert_eq!(bot_notice(&mut carol, "carol", "no insults here"), "carol: no insults here");
+    assert_eq!(
+        bot_notice(&mut carol, "carol", "no insults here"),
+        "carol: no insults here"
+    );
     let esc = w.bot_says(Who::Admin, In::Mods, "[escalation]");
-    assert!(esc.contains("insult - carol in test #chat: \"you idiot\" [audit case"), "{esc}");
+    assert!(
+        esc.contains("insult - carol in test #chat: \"you idiot\" [audit case"),
+        "{esc}"
+    );
     // A kick on the network the message came from.
     dave.privmsg(CHANNEL, "kickme now");
     dave.expect(|l| l.command == "KICK" && l.param(1) == Some("dave"), WAIT)
@@ -421,16 +512,33 @@ fn a_violation_on_each_side_is_blocked_acted_on_audited_and_escalated() {
     let bad = w.say(&w.alice, &w.room, "you are an idiot");
     w.say(&w.alice, &w.room, "clean from matrix");
     let redacted = w.rt.block_on(async {
-        tokio::time::timeout(WAIT, w.admin.redactions.recv()).await.ok().flatten()
+        tokio::time::timeout(WAIT, w.admin.redactions.recv())
+            .await
+            .ok()
+            .flatten()
     });
-    assert_eq!(redacted.as_deref(), Some(bad.as_str()), "{}", w.daemon_log());
-    let line = carol.expect_privmsg(CHANNEL, |t| t.contains("clean from matrix"), WAIT).unwrap();
-    assert!(carol.log.iter().all(|l| !l.contains("are an idiot")), "{:#?}", carol.log);
+    assert_eq!(
+        redacted.as_deref(),
+        Some(bad.as_str()),
+        "{}",
+        w.daemon_log()
+    );
+    let line = carol
+        .expect_privmsg(CHANNEL, |t| t.contains("clean from matrix"), WAIT)
+        .unwrap();
+    assert!(
+        carol.log.iter().all(|l| !l.contains("are an idiot")),
+        "{:#?}",
+        carol.log
+    );
     let _ = line;
     let warn = w.bot_says(Who::Alice, In::Chat, "no insults here");
     assert!(warn.starts_with("@alice:"), "{warn}");
     let esc = w.bot_says(Who::Admin, In::Mods, "[escalation]");
-    assert!(esc.contains("@alice:") && esc.contains("you are an idiot"), "{esc}");
+    assert!(
+        esc.contains("@alice:") && esc.contains("you are an idiot"),
+        "{esc}"
+    );
 
     // Everything is in the audit log, outcomes included.
     w.stop_daemon();
@@ -440,7 +548,11 @@ fn a_violation_on_each_side_is_blocked_acted_on_audited_and_escalated() {
         .iter()
         .map(|r| format!("{} {}", r.entry.kind(), r.entry.actions().join(",")))
         .collect();
-    for want in ["decision delete,warn,escalate", "action warn", "action escalate"] {
+    for want in [
+        "decision delete,warn,escalate",
+        "action warn",
+        "action escalate",
+    ] {
         assert!(kinds.iter().any(|k| k == want), "{want} missing: {kinds:?}");
     }
     let alice_id = format!("matrix:@alice:{SERVER_NAME}");
@@ -459,7 +571,9 @@ fn a_violation_on_each_side_is_blocked_acted_on_audited_and_escalated() {
         });
     assert_eq!(outcome, Some(Outcome::Applied));
     let dave_records = audit.by_user("irc:test:nick:dave", 50).unwrap();
-    assert!(dave_records.iter().any(|r| matches!(&r.entry, Entry::Action(a) if a.action == "kick")));
+    assert!(dave_records
+        .iter()
+        .any(|r| matches!(&r.entry, Entry::Action(a) if a.action == "kick")));
 }
 
 #[test]
@@ -474,7 +588,11 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
     assert!(bot_notice(&mut taker, CHANNEL, "only moderators").starts_with("ircmod:"));
     taker.send("QUIT");
     carol.privmsg(CHANNEL, "!kick dave");
-    bot_notice(&mut carol, CHANNEL, "carol: only moderators can use ! commands here");
+    bot_notice(
+        &mut carol,
+        CHANNEL,
+        "carol: only moderators can use ! commands here",
+    );
     w.say(&w.alice, &w.room, "!ban carol");
     w.bot_says(Who::Alice, In::Chat, "only moderators");
     assert!(carol.expect_none(|l| l.command == "KICK", Duration::from_millis(500)));
@@ -483,19 +601,30 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
     std::thread::sleep(Duration::from_millis(500));
     let mut m = w.irc_account("ircmod");
     m.privmsg(CHANNEL, "!warn carol please calm down");
-    assert_eq!(bot_notice(&mut carol, "carol", "calm down"), "please calm down");
+    assert_eq!(
+        bot_notice(&mut carol, "carol", "calm down"),
+        "please calm down"
+    );
     m.privmsg(CHANNEL, "!mute carol 1h");
     bot_notice(&mut m, CHANNEL, "mute carol done");
-    assert!(!heard(&mut carol, &mut dave, "muted words", Duration::from_secs(2)), "the mute holds");
+    assert!(
+        !heard(&mut carol, &mut dave, "muted words", Duration::from_secs(2)),
+        "the mute holds"
+    );
     m.privmsg(CHANNEL, "!unmute carol");
     bot_notice(&mut m, CHANNEL, "unmute carol done");
-    assert!(heard(&mut carol, &mut dave, "free words", WAIT), "the unmute restores");
+    assert!(
+        heard(&mut carol, &mut dave, "free words", WAIT),
+        "the unmute restores"
+    );
     m.privmsg(CHANNEL, "!kick dave enough");
-    dave.expect(|l| l.command == "KICK" && l.param(1) == Some("dave"), WAIT).expect("dave kicked");
+    dave.expect(|l| l.command == "KICK" && l.param(1) == Some("dave"), WAIT)
+        .expect("dave kicked");
     m.privmsg(CHANNEL, "!ban dave 1d spam");
     bot_notice(&mut m, CHANNEL, "ban dave done");
     dave.send(&format!("JOIN {CHANNEL}"));
-    dave.expect(|l| l.command == "474", WAIT).expect("dave is banned");
+    dave.expect(|l| l.command == "474", WAIT)
+        .expect("dave is banned");
     m.privmsg(CHANNEL, "!unban dave");
     bot_notice(&mut m, CHANNEL, "unban dave done");
     dave.join(CHANNEL);
@@ -510,7 +639,9 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
 
     // From Matrix: the admin has power 100 in the room.
     w.say(&w.admin, &w.room, "!kick carol bye");
-    carol.expect(|l| l.command == "KICK" && l.param(1) == Some("carol"), WAIT).expect("carol kicked from Matrix");
+    carol
+        .expect(|l| l.command == "KICK" && l.param(1) == Some("carol"), WAIT)
+        .expect("carol kicked from Matrix");
     w.say(&w.admin, &w.room, &format!("!ban {alice} 1d"));
     w.bot_says(Who::Admin, In::Chat, &format!("ban {alice} done"));
     assert!(try_say(&w, &w.alice, &w.room, "still here?").is_err());
@@ -522,12 +653,18 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
     w.bot_says(Who::Admin, In::Chat, "carol has 0 strike(s) now");
     w.say(&w.admin, &w.room, "!audit carol");
     let audit = w.bot_says(Who::Admin, In::Chat, "kick");
-    assert!(audit.contains("by @admin:") && audit.contains("mute"), "{audit}");
+    assert!(
+        audit.contains("by @admin:") && audit.contains("mute"),
+        "{audit}"
+    );
     w.say(&w.admin, &w.room, "!policy status");
     w.bot_says(Who::Admin, In::Chat, "policy \"e2e\"");
     w.say(&w.admin, &w.room, "!policy test you idiot");
     let test = w.bot_says(Who::Admin, In::Chat, "decision:");
-    assert!(test.contains("delete, warn") && test.contains("term \"idiot\""), "{test}");
+    assert!(
+        test.contains("delete, warn") && test.contains("term \"idiot\""),
+        "{test}"
+    );
     m.privmsg(CHANNEL, "!help");
     bot_notice(&mut m, CHANNEL, "Usage: !<COMMAND>");
     // Why did the bot act? carol insults, the moderator asks.
@@ -540,7 +677,11 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
     // Commands and their answers are not relayed to the other side.
     carol.privmsg(CHANNEL, "the end");
     let seen = collect(&w.rt, &mut w.alice, &w.room, |s| s.2.contains("the end"));
-    assert!(seen.iter().all(|s| !s.2.contains("!why") && !s.2.contains("rules insults")), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .all(|s| !s.2.contains("!why") && !s.2.contains("rules insults")),
+        "{seen:#?}"
+    );
     w.stop_daemon();
 }
 
@@ -555,7 +696,12 @@ fn a_timed_mute_ends_on_time_across_a_daemon_restart() {
     w.say(&w.admin, &w.room, "!mute carol 12s");
     w.say(&w.admin, &w.room, &format!("!mute {alice} 12s"));
     w.bot_says(Who::Admin, In::Chat, &format!("mute {alice} done"));
-    assert!(!heard(&mut carol, &mut dave, "muted", Duration::from_secs(1)));
+    assert!(!heard(
+        &mut carol,
+        &mut dave,
+        "muted",
+        Duration::from_secs(1)
+    ));
     assert!(try_say(&w, &w.alice, &w.room, "muted?").is_err());
 
     w.stop_daemon();
@@ -565,21 +711,37 @@ fn a_timed_mute_ends_on_time_across_a_daemon_restart() {
     // Both undo on time: not before 12 s, and within a few seconds after.
     let deadline = t0 + Duration::from_secs(25);
     loop {
-        if heard(&mut carol, &mut dave, "free again", Duration::from_millis(500)) {
+        if heard(
+            &mut carol,
+            &mut dave,
+            "free again",
+            Duration::from_millis(500),
+        ) {
             break;
         }
-        assert!(Instant::now() < deadline, "carol still muted:\n{}", w.daemon_log());
+        assert!(
+            Instant::now() < deadline,
+            "carol still muted:\n{}",
+            w.daemon_log()
+        );
     }
     let irc_done = t0.elapsed();
     loop {
         if try_say(&w, &w.alice, &w.room, "me too").is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "alice still muted:\n{}", w.daemon_log());
+        assert!(
+            Instant::now() < deadline,
+            "alice still muted:\n{}",
+            w.daemon_log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let matrix_done = t0.elapsed();
-    assert!(irc_done >= Duration::from_secs(12) && matrix_done >= Duration::from_secs(12), "{irc_done:?} {matrix_done:?}");
+    assert!(
+        irc_done >= Duration::from_secs(12) && matrix_done >= Duration::from_secs(12),
+        "{irc_done:?} {matrix_done:?}"
+    );
     w.stop_daemon();
     let audit = w.audit();
     let carol_records = audit.by_user("irc:test:nick:carol", 50).unwrap();
@@ -587,7 +749,10 @@ fn a_timed_mute_ends_on_time_across_a_daemon_restart() {
         carol_records.iter().any(|r| matches!(&r.entry, Entry::Action(a) if a.action == "unmute" && a.actor == bridgewarden::audit::Actor::Schedule)),
         "{carol_records:#?}"
     );
-    assert!(audit.scheduled().unwrap().is_empty(), "nothing left scheduled");
+    assert!(
+        audit.scheduled().unwrap().is_empty(),
+        "nothing left scheduled"
+    );
 }
 
 #[test]
@@ -600,20 +765,31 @@ fn the_policy_reloads_when_good_and_is_kept_when_broken() {
     carol.privmsg(CHANNEL, "banana one");
     w.rt.block_on(w.alice.expect(&w.room, |s| s.2.contains("banana one")));
     // A file change: banana becomes an insult.
-    std::fs::write(&policy, POLICY.replace("terms = [\"idiot\"]", "terms = [\"idiot\", \"banana\"]")).unwrap();
+    std::fs::write(
+        &policy,
+        POLICY.replace("terms = [\"idiot\"]", "terms = [\"idiot\", \"banana\"]"),
+    )
+    .unwrap();
     let text = w.bot_says(Who::Admin, In::Mods, "policy reloaded (file change)");
     assert!(text.contains("\"e2e\""), "{text}");
     carol.privmsg(CHANNEL, "banana two");
     bot_notice(&mut carol, "carol", "no insults");
     // A broken file: the error with its position, and the old policy stays.
-    std::fs::write(&policy, "[policy]\nname = \"e2e\"\nformat = 1\n\n[[rule]]\nid = \"x\"\nwhen = { lisst = \"a\" }\n").unwrap();
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"e2e\"\nformat = 1\n\n[[rule]]\nid = \"x\"\nwhen = { lisst = \"a\" }\n",
+    )
+    .unwrap();
     let text = w.bot_says(Who::Admin, In::Mods, "failed; still using");
     assert!(text.contains("policy.toml:7:"), "{text}");
     carol.privmsg(CHANNEL, "banana three");
     bot_notice(&mut carol, "carol", "no insults");
     // SIGHUP after restoring the original.
     std::fs::write(&policy, POLICY).unwrap();
-    let hup = std::process::Command::new("kill").args(["-HUP", &w.pid().to_string()]).status().unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &w.pid().to_string()])
+        .status()
+        .unwrap();
     assert!(hup.success());
     w.bot_says(Who::Admin, In::Mods, "policy reloaded (SIGHUP)");
     carol.privmsg(CHANNEL, "banana four");
@@ -633,7 +809,10 @@ fn the_policy_reloads_when_good_and_is_kept_when_broken() {
         })
         .collect();
     assert_eq!(loads.len(), 5, "{loads:?}");
-    assert!(loads.iter().any(|(ok, by)| !ok && by == "file change"), "{loads:?}");
+    assert!(
+        loads.iter().any(|(ok, by)| !ok && by == "file change"),
+        "{loads:?}"
+    );
 }
 
 #[test]
@@ -649,7 +828,11 @@ fn sigkill_mid_stream_duplicates_no_relay_and_loses_no_audited_action() {
             w.start_daemon();
         }
         // Every tenth message from carol is an insult: warned, audited.
-        let text = if i % 10 == 0 { format!("idiot {i}") } else { format!("irc-{i}") };
+        let text = if i % 10 == 0 {
+            format!("idiot {i}")
+        } else {
+            format!("irc-{i}")
+        };
         carol.privmsg(CHANNEL, &text);
         w.say(&w.alice, &w.room, &format!("mx-{i}"));
         std::thread::sleep(Duration::from_millis(30));
@@ -657,8 +840,14 @@ fn sigkill_mid_stream_duplicates_no_relay_and_loses_no_audited_action() {
     carol.privmsg(CHANNEL, "irc-end");
     w.say(&w.alice, &w.room, "mx-end");
     let seen = collect(&w.rt, &mut w.admin, &w.room, |s| s.2.ends_with("irc-end"));
-    dave.expect_privmsg(CHANNEL, |t| t.ends_with("mx-end"), WAIT).expect("the Matrix stream reached IRC");
-    let warnings = carol.log.iter().filter(|l| l.contains("NOTICE carol") && l.contains("no insults")).count();
+    dave.expect_privmsg(CHANNEL, |t| t.ends_with("mx-end"), WAIT)
+        .expect("the Matrix stream reached IRC");
+    carol.expect(|_| false, Duration::from_secs(2));
+    let warnings = carol
+        .log
+        .iter()
+        .filter(|l| l.contains("NOTICE carol") && l.contains("no insults"))
+        .count();
     w.stop_daemon();
 
     let count = |texts: &mut dyn Iterator<Item = String>| {
@@ -668,11 +857,30 @@ fn sigkill_mid_stream_duplicates_no_relay_and_loses_no_audited_action() {
         }
         m
     };
-    let to_matrix = count(&mut seen.iter().filter(|s| s.1 == w.bot.user_id).map(|s| s.2.clone()));
-    let to_irc = count(&mut dave.log.iter().filter_map(|l| l.split_once(" :<").map(|(_, t)| t.to_string())));
-    let dup: Vec<_> = to_matrix.iter().chain(to_irc.iter()).filter(|(_, c)| **c > 1).collect();
+    let to_matrix = count(
+        &mut seen
+            .iter()
+            .filter(|s| s.1 == w.bot.user_id)
+            .map(|s| s.2.clone()),
+    );
+    let to_irc = count(
+        &mut dave
+            .log
+            .iter()
+            .filter_map(|l| l.split_once(" :<").map(|(_, t)| t.to_string())),
+    );
+    let dup: Vec<_> = to_matrix
+        .iter()
+        .chain(to_irc.iter())
+        .filter(|(_, c)| **c > 1)
+        .collect();
     assert!(dup.is_empty(), "duplicated relays: {dup:?}");
-    assert!(to_matrix.len() > n / 2 && to_irc.len() > n / 2, "{} {}", to_matrix.len(), to_irc.len());
+    assert!(
+        to_matrix.len() > n / 2 && to_irc.len() > n / 2,
+        "{} {}",
+        to_matrix.len(),
+        to_irc.len()
+    );
     // Each warning carol received is in the audit log, before its outcome.
     let audit = w.audit();
     let records = audit.by_user("irc:test:nick:carol", 1000).unwrap();
@@ -680,7 +888,11 @@ fn sigkill_mid_stream_duplicates_no_relay_and_loses_no_audited_action() {
         .iter()
         .filter(|r| matches!(&r.entry, Entry::Action(a) if a.action == "warn"))
         .collect();
-    assert!(warns.len() >= warnings && warnings >= 6, "{} warn records for {warnings} warnings received", warns.len());
+    assert!(
+        warns.len() >= warnings && warnings >= 6,
+        "{} warn records for {warnings} warnings received",
+        warns.len()
+    );
     for r in &warns {
         let decision = audit.get(r.case).unwrap().expect("the case's decision");
         assert!(matches!(decision.entry, Entry::Decision(_)) && decision.id < r.id);

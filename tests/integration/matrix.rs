@@ -11,7 +11,6 @@ use tokio::sync::mpsc;
 
 use crate::support::matrix::{set_power, Account, Peer, Synapse, WAIT};
 
-
 /// The adapter on a runtime of its own, so that "stopping the bot" drops everything.
 struct Bot {
     rt: Option<tokio::runtime::Runtime>,
