@@ -2,6 +2,7 @@
 //! crate again. One module per area; `cargo test --test integration policy::` selects one.
 
 mod audit;
+mod bench;
 mod e2e;
 mod irc;
 mod matrix;
