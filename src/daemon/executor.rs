@@ -138,8 +138,12 @@ impl Executor {
 
     async fn relay(&self, to: Place, command: Command, direction: &'static str) {
         if to.network == MATRIX {
+            let started = std::time::Instant::now();
             match self.networks.matrix.execute(command).await {
-                Ok(_) => self.metrics.relayed.inc(&[("direction", direction)]),
+                Ok(_) => {
+                    tracing::debug!(room = %to, took = ?started.elapsed(), "relayed to Matrix");
+                    self.metrics.relayed.inc(&[("direction", direction)]);
+                }
                 Err(e) => {
                     self.metrics.relay_failures.inc(&[("network", MATRIX)]);
                     tracing::warn!(room = %to, error = %e, "relay to Matrix failed");
@@ -159,9 +163,13 @@ impl Executor {
         match irc.submit(command).await {
             Ok(done) => {
                 let metrics = self.metrics.clone();
+                let started = std::time::Instant::now();
                 tokio::spawn(async move {
                     match done.await {
-                        Ok(_) => metrics.relayed.inc(&[("direction", direction)]),
+                        Ok(_) => {
+                            tracing::debug!(room = %to, took = ?started.elapsed(), "relayed to IRC");
+                            metrics.relayed.inc(&[("direction", direction)]);
+                        }
                         Err(e) => {
                             metrics.relay_failures.inc(&[("network", &to.network)]);
                             tracing::warn!(room = %to, error = %e, "relay to IRC failed");
@@ -402,12 +410,12 @@ impl Executor {
                 reply_to,
             } => {
                 let found = tokio::task::spawn_blocking(move || {
-                    let by_id = audit.by_user(&identity, limit)?;
-                    if by_id.is_empty() {
-                        audit.by_user(&name, limit)
-                    } else {
-                        Ok(by_id)
+                    let mut records = audit.by_user(&identity, limit)?;
+                    if records.is_empty() {
+                        records = audit.by_user(&name, limit)?;
                     }
+                    audit.settle_outcomes(&mut records)?;
+                    Ok::<_, crate::audit::AuditError>(records)
                 })
                 .await;
                 let text = match found {

@@ -237,6 +237,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 let t = Instant::now();
                 let effects = router.handle(&ev);
                 metrics.observe_latency(t.elapsed());
+                tracing::debug!(network = %ev.network, room = %ev.room, since_sent_ms = now_ms() - ev.ts, routed = ?t.elapsed(), effects = effects.len(), "event");
                 let room = Place::new(&ev.network, &ev.room);
                 dispatcher.dispatch(room, Job { effects, case: None, scheduled: None }).await;
             }

@@ -533,6 +533,7 @@ impl Adapter {
                     last_heard = Instant::now();
                     pinged = false;
                     let text = codec::decode_line(&buf);
+                    buf.clear();
                     let Ok(line) = Line::parse(&text) else { continue };
                     match self.handle(&line, &mut write, &mut nick_attempt, &mut sasl_done, &mut ls_caps).await {
                         Ok(()) => {}
@@ -1563,7 +1564,8 @@ async fn read_line<R: AsyncRead + Unpin>(
     r: &mut BufReader<R>,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
-    buf.clear();
+    // Cancel-safe: `select!` may drop this future between reads; what was read of a line so
+    // far stays in `buf` (the caller clears it once the line is handled).
     loop {
         let chunk = r.fill_buf().await?;
         if chunk.is_empty() {

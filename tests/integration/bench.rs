@@ -96,10 +96,18 @@ impl Run {
 fn tag(text: &str, run: &str) -> Option<u64> {
     let marker = format!("bench-{run}-");
     let at = text.find(&marker)? + marker.len();
-    text[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
-fn irc_client(port: u16, nick: &str, channels: &[&str]) -> (IrcHandle, mpsc::Receiver<bridgewarden::chat::ChatEvent>) {
+fn irc_client(
+    port: u16,
+    nick: &str,
+    channels: &[&str],
+) -> (IrcHandle, mpsc::Receiver<bridgewarden::chat::ChatEvent>) {
     let mut c = IrcConfig::new("bench", "127.0.0.1", port, nick);
     c.channels = channels.iter().map(|s| s.to_string()).collect();
     // The test server has no fake lag: the clients must not be the bottleneck.
@@ -110,7 +118,10 @@ fn irc_client(port: u16, nick: &str, channels: &[&str]) -> (IrcHandle, mpsc::Rec
 }
 
 /// Collects tagged arrivals of `run` from IRC events into `out`.
-fn collect_irc(mut rx: mpsc::Receiver<bridgewarden::chat::ChatEvent>, runs: Vec<(String, Arrivals)>) {
+fn collect_irc(
+    mut rx: mpsc::Receiver<bridgewarden::chat::ChatEvent>,
+    runs: Vec<(String, Arrivals)>,
+) {
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
             let now = Instant::now();
@@ -120,23 +131,6 @@ fn collect_irc(mut rx: mpsc::Receiver<bridgewarden::chat::ChatEvent>, runs: Vec<
                     if let Some(n) = tag(&t, run) {
                         out.lock().unwrap().push((n, now));
                     }
-                }
-            }
-        }
-    });
-}
-
-/// Collects tagged arrivals from a Matrix peer in `room`.
-fn collect_matrix(mut peer_rx: mpsc::UnboundedReceiver<crate::support::matrix::Seen>, room: String, runs: Vec<(String, Arrivals)>) {
-    tokio::spawn(async move {
-        while let Some(s) = peer_rx.recv().await {
-            let now = Instant::now();
-            if s.0 != room {
-                continue;
-            }
-            for (run, out) in &runs {
-                if let Some(n) = tag(&s.2, run) {
-                    out.lock().unwrap().push((n, now));
                 }
             }
         }
@@ -168,45 +162,70 @@ fn rss(pid: u32) -> String {
             .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string() + " kB")
             .unwrap_or_else(|| "?".into())
     };
-    format!("VmRSS {}, RssAnon {}, VmHWM {}", field("VmRSS:"), field("RssAnon:"), field("VmHWM:"))
+    format!(
+        "VmRSS {}, RssAnon {}, VmHWM {}",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("VmHWM:")
+    )
 }
 
 #[test]
 #[ignore = "a benchmark: contrib/bench/relay.sh runs it"]
 fn relay() {
-    let count: usize = std::env::var("BENCH_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(500);
+    let count: usize = std::env::var("BENCH_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(500);
     let rates: Vec<f64> = std::env::var("BENCH_RATES")
         .ok()
         .map(|r| r.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![1.0, 20.0]);
     let irc = InspIrcd::start();
     let synapse = Synapse::start();
-    let (bot, a_acct, b_acct) = (synapse.register("bw"), synapse.register("benchA"), synapse.register("benchB"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (bot, a_acct, b_acct) = (
+        synapse.register("bw"),
+        synapse.register("benchA"),
+        synapse.register("benchB"),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let a = rt.block_on(Peer::login(&synapse, &a_acct));
     let mut b = rt.block_on(Peer::login(&synapse, &b_acct));
-    let (rooms, floor_room): (Vec<OwnedRoomId>, OwnedRoomId) = rt.block_on(async {
-        let mut rooms = Vec::new();
-        for _ in 0..PAIRS {
-            rooms.push(a.create_room(false, &[&bot.user_id, &b_acct.user_id]).await);
-        }
-        let floor = a.create_room(false, &[&b_acct.user_id]).await;
-        b.join(&rooms[0]).await;
-        b.join(&floor).await;
-        (rooms, floor)
-    });
+    // The floor rooms: one with the two clients only, one where the bot's account is also a
+    // member (joined, not bridged), so that Synapse fans each message out to as many syncing
+    // members as in the bridged room.
+    let (rooms, floor_room, floor3_room): (Vec<OwnedRoomId>, OwnedRoomId, OwnedRoomId) = rt
+        .block_on(async {
+            let mut rooms = Vec::new();
+            for _ in 0..PAIRS {
+                rooms.push(a.create_room(false, &[&bot.user_id, &b_acct.user_id]).await);
+            }
+            let floor = a.create_room(false, &[&b_acct.user_id]).await;
+            let floor3 = a.create_room(false, &[&b_acct.user_id, &bot.user_id]).await;
+            b.join(&rooms[0]).await;
+            b.join(&floor).await;
+            b.join(&floor3).await;
+            (rooms, floor, floor3)
+        });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policy.toml"), crate::e2e::POLICY).unwrap();
     std::fs::write(dir.path().join("matrix-password"), &bot.password).unwrap();
     let mut config = format!(
-        "data_dir = \"data\"\npolicy = \"policy.toml\"\n\n[matrix]\nhomeserver = \"{}\"\nuser = \"{}\"\npassword = {{ file = \"matrix-password\" }}\ninvite_from = [\"@benchA:{SERVER_NAME}\"]\n\n[irc.test]\nhost = \"127.0.0.1\"\nport = {}\nnick = \"bw\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"warn\"\n",
+        "data_dir = \"data\"\npolicy = \"policy.toml\"\n\n[matrix]\nhomeserver = \"{}\"\nuser = \"{}\"\npassword = {{ file = \"matrix-password\" }}\ninvite_from = [\"@benchA:{SERVER_NAME}\"]\n\n[irc.test]\nhost = \"127.0.0.1\"\nport = {}\nnick = \"bw\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"{}\"\n",
         synapse.url(),
         bot.user_id,
         irc.port,
-        free_port()
+        free_port(),
+        std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into())
     );
     for (i, r) in rooms.iter().enumerate() {
-        config.push_str(&format!("\n[[bridge]]\nmatrix = \"{r}\"\nchannel = \"#bench{i}\"\n"));
+        config.push_str(&format!(
+            "\n[[bridge]]\nmatrix = \"{r}\"\nchannel = \"#bench{i}\"\n"
+        ));
     }
     std::fs::write(dir.path().join("bw.toml"), config).unwrap();
     let exe = env!("CARGO_BIN_EXE_bridgewarden");
@@ -225,7 +244,7 @@ fn relay() {
         let mut mx_runs: Vec<(String, Arrivals)> = Vec::new();
         let mut names: Vec<String> = rates
             .iter()
-            .flat_map(|r| ["i2m", "m2i", "ifloor", "mfloor"].map(|k| format!("{k}{r}")))
+            .flat_map(|r| ["i2m", "m2i", "ifloor", "mfloor", "mfloor3"].map(|k| format!("{k}{r}")))
             .collect();
         names.push("i2mwarmup".into());
         let mut arrivals: HashMap<String, Arrivals> = HashMap::new();
@@ -239,27 +258,33 @@ fn relay() {
             }
         }
         collect_irc(yrx, irc_runs);
-        let peer_rx = std::mem::replace(&mut b.seen, mpsc::unbounded_channel().1);
-        let (tx_all, rx_all) = mpsc::unbounded_channel();
-        // b sees both the bridged room and the floor room: split by room.
+        // b's messages, by room: each run is looked for in its own room only.
+        let by_room: HashMap<String, Vec<(String, Arrivals)>> = [
+            (rooms[0].to_string(), "i2m"),
+            (floor_room.to_string(), "mfloor"),
+            (floor3_room.to_string(), "mfloor3"),
+        ]
+        .into_iter()
+        .map(|(room, prefix)| {
+            let runs = mx_runs
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix) && !(prefix == "mfloor" && n.starts_with("mfloor3")))
+                .cloned()
+                .collect();
+            (room, runs)
+        })
+        .collect();
+        let mut peer_rx = std::mem::replace(&mut b.seen, mpsc::unbounded_channel().1);
         tokio::spawn(async move {
-            let mut peer_rx = peer_rx;
             while let Some(s) = peer_rx.recv().await {
-                let _ = tx_all.send(s);
+                let now = Instant::now();
+                for (run, out) in by_room.get(&s.0).into_iter().flatten() {
+                    if let Some(n) = tag(&s.2, run) {
+                        out.lock().unwrap().push((n, now));
+                    }
+                }
             }
         });
-        let (to_bridge, bridge_rx) = mpsc::unbounded_channel();
-        let (to_floor, floor_rx) = mpsc::unbounded_channel();
-        let (bridged, floor_id) = (rooms[0].to_string(), floor_room.to_string());
-        tokio::spawn(async move {
-            let mut rx_all = rx_all;
-            while let Some(s) = rx_all.recv().await {
-                let _ = if s.0 == bridged { to_bridge.send(s) } else { to_floor.send(s) };
-            }
-        });
-        let (bridge_runs, floor_runs): (Vec<_>, Vec<_>) = mx_runs.into_iter().partition(|(n, _)| n.starts_with("i2m"));
-        collect_matrix(bridge_rx, rooms[0].to_string(), bridge_runs);
-        collect_matrix(floor_rx, floor_id, floor_runs);
 
         // Wait until the bridge relays (the daemon is up and in the channel).
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -291,20 +316,23 @@ fn relay() {
                     }
                 }
             };
-            // The bridge, both directions at once; then the floor, both networks at once.
+            // The bridge one direction at a time (two senders into one room would queue behind
+            // each other in Synapse and measure that instead); then the floor, both networks at
+            // once (they share no server).
             let (n_i2m, n_m2i, n_ifl, n_mfl) = (format!("i2m{rate}"), format!("m2i{rate}"), format!("ifloor{rate}"), format!("mfloor{rate}"));
-            let (i2m, m2i) = tokio::join!(
-                pace(&n_i2m, count, *rate, send_irc),
-                pace(&n_m2i, count, *rate, send_mx(rooms[0].clone())),
-            );
-            settle(&arrivals[&format!("i2m{rate}")], count).await;
-            settle(&arrivals[&format!("m2i{rate}")], count).await;
+            let i2m = pace(&n_i2m, count, *rate, send_irc).await;
+            settle(&arrivals[&n_i2m], count).await;
+            let m2i = pace(&n_m2i, count, *rate, send_mx(rooms[0].clone())).await;
+            settle(&arrivals[&n_m2i], count).await;
             let (ifl, mfl) = tokio::join!(
                 pace(&n_ifl, count, *rate, send_irc),
                 pace(&n_mfl, count, *rate, send_mx(floor_room.clone())),
             );
-            settle(&arrivals[&format!("ifloor{rate}")], count).await;
-            settle(&arrivals[&format!("mfloor{rate}")], count).await;
+            settle(&arrivals[&n_ifl], count).await;
+            settle(&arrivals[&n_mfl], count).await;
+            let n_mfl3 = format!("mfloor3{rate}");
+            let mfl3 = pace(&n_mfl3, count, *rate, send_mx(floor3_room.clone())).await;
+            settle(&arrivals[&n_mfl3], count).await;
             println!("\nat {rate} message(s)/s:");
             let take = |n: &str, sent: HashMap<u64, Instant>| Run {
                 name: n.to_string(),
@@ -314,19 +342,25 @@ fn relay() {
             let fi2m = take(&format!("i2m{rate}"), i2m).report();
             let fm2i = take(&format!("m2i{rate}"), m2i).report();
             let fif = take(&format!("ifloor{rate}"), ifl).report();
-            let fmf = take(&format!("mfloor{rate}"), mfl).report();
+            let fmf = take(&n_mfl, mfl).report();
+            let fmf3 = take(&n_mfl3, mfl3).report();
             for (name, f) in [("IRC -> Matrix", &fi2m), ("Matrix -> IRC", &fm2i)] {
-                let (f50, f99) = (fif.p50 + fmf.p50, fif.p99 + fmf.p99);
-                println!(
-                    "{name}: floor (IRC hop + Matrix hop) p50 {f50:.2} ms p99 {f99:.2} ms; bridge over floor: p50 +{:.2} ms, p99 +{:.2} ms",
-                    f.p50 - f50,
-                    f.p99 - f99
-                );
+                for (label, m) in [("2-member room", &fmf), ("room with the bot's account", &fmf3)] {
+                    let (f50, f99) = (fif.p50 + m.p50, fif.p99 + m.p99);
+                    println!(
+                        "{name}: floor with a {label}: p50 {f50:.2} ms p99 {f99:.2} ms; bridge over it: p50 {:+.2} ms, p99 {:+.2} ms",
+                        f.p50 - f50,
+                        f.p99 - f99
+                    );
+                }
             }
             println!("daemon after {rate}/s: {}", rss(pid));
         }
     });
     daemon.stop();
+    if std::env::var("BENCH_LOG").is_ok() {
+        let _ = std::fs::copy(dir.path().join("bridgewarden.log"), "/tmp/bench-daemon.log");
+    }
 }
 
 /// Waits until `count` arrivals are in, or nothing new came for 10 s.
