@@ -355,6 +355,32 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// Brings each pending action in `records` up to date with how it ended. An action is
+    /// written as `Pending` before it runs (write-before-act) and its outcome is a later record
+    /// of the same case; a reader who wants "what happened" wants the two joined.
+    pub fn settle_outcomes(&self, records: &mut [Record]) -> Result<()> {
+        for r in records.iter_mut() {
+            let Entry::Action(a) = &mut r.entry else {
+                continue;
+            };
+            if a.outcome != Outcome::Pending {
+                continue;
+            }
+            let last = self
+                .by_case(r.case)?
+                .into_iter()
+                .rev()
+                .find_map(|x| match x.entry {
+                    Entry::Outcome(o) if o.action_id == r.id => Some(o.outcome),
+                    _ => None,
+                });
+            if let Some(outcome) = last {
+                a.outcome = outcome;
+            }
+        }
+        Ok(())
+    }
+
     /// A user's history (by identity or by name), newest first.
     pub fn by_user(&self, user: &str, limit: usize) -> Result<Vec<Record>> {
         self.query(&Query {

@@ -102,6 +102,22 @@ async fn appends_get_ids_that_increase_and_cases_link_records() {
         (pending.id, Outcome::Applied)
     );
     assert_eq!(log.by_case(other.case).unwrap().len(), 1);
+    let mut mine = log.by_user("irc:account:troll", 10).unwrap();
+    let pending_of = |rs: &[Record]| -> Vec<Outcome> {
+        rs.iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Action(a) => Some(a.outcome.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(pending_of(&mine), [Outcome::Pending], "as written");
+    log.settle_outcomes(&mut mine).unwrap();
+    assert_eq!(
+        pending_of(&mine),
+        [Outcome::Applied],
+        "joined with its outcome"
+    );
     assert_eq!(log.get(pending.id).unwrap().unwrap().v, SCHEMA_VERSION);
     assert_eq!(log.get(9999).unwrap(), None);
     let recent: Vec<u64> = log.recent(2).unwrap().iter().map(|r| r.id).collect();

@@ -123,12 +123,14 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 until,
                 limit,
             };
-            let records = log.query(&q)?;
+            let mut records = log.query(&q)?;
             if json {
+                // The log as written: an action's outcome is its own record.
                 for r in &records {
                     writeln!(out, "{}", serde_json::to_string(r)?)?;
                 }
             } else {
+                log.settle_outcomes(&mut records)?;
                 print_table(&mut out, &records)?;
             }
         }

@@ -140,6 +140,13 @@ impl Router {
         use ModeratorCommand as M;
         let irc = here.network != MATRIX;
         let moderator = Actor::Moderator { who: by.clone() };
+        // A failure is told to whoever asked, and to the moderators' rooms.
+        let mut report = vec![here.clone()];
+        for r in &self.routes.moderation_rooms {
+            if !report.contains(r) {
+                report.push(r.clone());
+            }
+        }
         let act = |at: Place,
                    command: Command,
                    kind: &str,
@@ -159,7 +166,7 @@ impl Router {
                     outcome: Outcome::Pending,
                 },
                 undo_after: None,
-                report_failure: vec![here.clone()],
+                report_failure: report.clone(),
                 on_success: Some((
                     here.clone(),
                     format!("{}: {kind} {} done", ev.sender.name, who.name),

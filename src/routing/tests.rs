@@ -416,7 +416,13 @@ fn commands_act_on_the_side_the_target_lives_on() {
             unreachable!()
         };
         assert!(matches!(&a.record.actor, Actor::Moderator { who } if who.name == e.sender.id));
-        assert_eq!(a.report_failure, [Place::new(&e.network, &e.room)]);
+        assert_eq!(
+            a.report_failure,
+            [
+                Place::new(&e.network, &e.room),
+                Place::new(MATRIX, "!mods:hs")
+            ]
+        );
     }
     let effects = r.handle(&op(irc("chanop", "!mute bob 10m")));
     let Effect::Act(a) = &effects[1] else {

@@ -657,6 +657,10 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
         audit.contains("by @admin:") && audit.contains("mute"),
         "{audit}"
     );
+    assert!(
+        !audit.contains("pending") && audit.contains("applied"),
+        "actions are shown with how they ended: {audit}"
+    );
     w.say(&w.admin, &w.room, "!policy status");
     w.bot_says(Who::Admin, In::Chat, "policy \"e2e\"");
     w.say(&w.admin, &w.room, "!policy test you idiot");
@@ -674,13 +678,46 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
     m.privmsg(CHANNEL, "!why carol");
     bot_notice(&mut m, CHANNEL, "rules insults -> delete, warn, escalate");
     bot_notice(&mut m, CHANNEL, "term \"idiot\" matched \"idiot\"");
+    // The rest of the commands, from the side not used above.
+    m.privmsg(CHANNEL, "!strikes show carol");
+    bot_notice(&mut m, CHANNEL, "carol has 1 strike(s) now");
+    m.privmsg(CHANNEL, "!audit carol -n 3");
+    bot_notice(&mut m, CHANNEL, "decision carol in #chat: rules insults");
+    m.privmsg(CHANNEL, "!policy status");
+    bot_notice(&mut m, CHANNEL, "policy \"e2e\"");
+    m.privmsg(CHANNEL, "!policy test kickme");
+    bot_notice(&mut m, CHANNEL, "decision: kick");
+    w.say(&w.admin, &w.room, "!why carol");
+    w.bot_says(
+        Who::Admin,
+        In::Chat,
+        "rules insults -> delete, warn, escalate",
+    );
+    w.say(&w.admin, &w.room, "!warn carol last warning");
+    assert_eq!(
+        bot_notice(&mut carol, "carol", "last warning"),
+        "last warning"
+    );
+    w.say(&w.admin, &w.room, "!strikes clear carol");
+    w.bot_says(Who::Admin, In::Chat, "carol's strikes are cleared");
+    m.privmsg(CHANNEL, "!strikes show carol");
+    bot_notice(&mut m, CHANNEL, "carol has 0 strike(s) now");
+    w.say(&w.admin, &w.room, "!help");
+    w.bot_says(Who::Admin, In::Chat, "Usage: !<COMMAND>");
     // Commands and their answers are not relayed to the other side.
     carol.privmsg(CHANNEL, "the end");
     let seen = collect(&w.rt, &mut w.alice, &w.room, |s| s.2.contains("the end"));
+    // (alice sees the admin's Matrix commands natively; the bot must add nothing from IRC.)
+    let from_bot: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.1.starts_with("@bw:"))
+        .map(|s| s.2.as_str())
+        .collect();
     assert!(
-        seen.iter()
-            .all(|s| !s.2.contains("!why") && !s.2.contains("rules insults")),
-        "{seen:#?}"
+        from_bot.iter().all(|t| !t.contains("<ircmod>")
+            && !t.contains("1 strike(s)")
+            && !t.contains("decision: kick")),
+        "{from_bot:#?}"
     );
     w.stop_daemon();
 }
