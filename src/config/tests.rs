@@ -417,3 +417,35 @@ fn names_are_checked() {
         assert!(!valid_matrix_room(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn the_example_config_in_contrib_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/bridgewarden.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Its secret files exist only once contrib/quickstart.sh has run.
+    let mut read = |p: &Path| -> io::Result<String> {
+        if p.ends_with("matrix-password") {
+            Ok("secret\n".into())
+        } else {
+            std::fs::read_to_string(p)
+        }
+    };
+    let env = |_: &str| None;
+    let (c, warnings) = Config::from_toml(
+        path.to_str().unwrap(),
+        &text,
+        Inputs {
+            read_file: &mut read,
+            env: &env,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(c.policy.is_file(), "{}", c.policy.display());
+    assert_eq!(c.bridges.len(), 1);
+    assert_eq!(c.irc[0].config.channels, ["#lobby"]);
+    assert_eq!(
+        c.matrix.rooms,
+        ["#lobby:localhost", "#moderators:localhost"]
+    );
+}
