@@ -155,6 +155,13 @@ impl AuditLog {
     pub async fn schedule(&self, mut action: Scheduled) -> Result<u64> {
         let id = self.trees.db.generate_id().map_err(|e| self.trees.io(e))?;
         action.id = id;
+        self.reschedule(action).await?;
+        Ok(id)
+    }
+
+    /// Replaces the scheduled action with `action.id` (or puts it back); durable on return.
+    pub async fn reschedule(&self, action: Scheduled) -> Result<()> {
+        let id = action.id;
         let value = serde_json::to_vec(&action).unwrap_or_default();
         self.state_op(move |t| {
             t.schedule
@@ -162,11 +169,11 @@ impl AuditLog {
                 .map(|_| ())
                 .map_err(|e| t.io(e))
         })
-        .await?;
-        Ok(id)
+        .await
     }
 
-    /// Every scheduled action, soonest first.
+    /// Every scheduled action, soonest first. An entry that does not decode is logged and
+    /// skipped: one bad entry must not hold up every other timed undo.
     pub fn scheduled(&self) -> Result<Vec<Scheduled>> {
         let mut out = Vec::new();
         for item in self.trees.schedule.iter() {
@@ -175,11 +182,12 @@ impl AuditLog {
                 Ok(s) => out.push(s),
                 Err(e) => {
                     let id = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                    return Err(AuditError::BadRecord {
+                    let bad = AuditError::BadRecord {
                         path: self.trees.path.clone(),
                         id,
                         reason: e.to_string(),
-                    });
+                    };
+                    tracing::error!(error = %bad, "a scheduled action cannot be read; skipped");
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! a slow action in one room hold up the others.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,23 +58,40 @@ pub struct Job {
     pub scheduled: Option<u64>,
 }
 
-/// What workers ask of the main loop.
+/// A target as the schedule stores it.
+fn stored(t: &crate::chat::Target, detail: Option<String>) -> String {
+    serde_json::to_string(&StoredTarget::new(t, detail)).unwrap_or_default()
+}
+
+/// What workers tell the main loop. Unbounded, like the room queues: a worker must never
+/// wait on the main loop while the main loop feeds it.
 pub enum Control {
-    Reload { by: String, reply_to: Place },
+    Reload {
+        by: String,
+        reply_to: Place,
+    },
+    /// A scheduled undo was carried out.
     ScheduledDone(u64),
+    /// A scheduled undo failed; the main loop decides when to try again.
+    ScheduledFailed(u64),
 }
 
 pub struct Executor {
     pub audit: Arc<AuditLog>,
     pub networks: Networks,
     pub metrics: Arc<Metrics>,
-    pub control: mpsc::Sender<Control>,
+    pub control: mpsc::UnboundedSender<Control>,
 }
 
 /// Routes jobs to one worker per room.
+///
+/// The queues are unbounded on purpose: the main loop must never wait for a room (a room
+/// whose actions wait on a server's confirmation would otherwise stop every room, and the
+/// adapters behind them). What piles up is bounded by what the networks deliver; the
+/// backlog is visible in the `bridgewarden_effects_queued` gauge.
 pub struct Dispatcher {
     exec: Arc<Executor>,
-    workers: HashMap<Place, mpsc::Sender<Job>>,
+    workers: HashMap<Place, mpsc::UnboundedSender<Job>>,
     tasks: JoinSet<()>,
 }
 
@@ -86,23 +104,32 @@ impl Dispatcher {
         }
     }
 
-    pub async fn dispatch(&mut self, room: Place, job: Job) {
+    pub fn dispatch(&mut self, room: Place, job: Job) {
         if job.effects.is_empty() {
             return;
         }
+        // Private messages to the bot (an IRC "room" that is a nick) share one worker per
+        // network: one per nick would grow without bound.
+        let room = if room.network != MATRIX && !room.room.starts_with(['#', '&', '+', '!']) {
+            Place::new(&room.network, "")
+        } else {
+            room
+        };
         let exec = self.exec.clone();
         let tasks = &mut self.tasks;
         let tx = self.workers.entry(room).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::channel::<Job>(1024);
+            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
             tasks.spawn(async move {
                 while let Some(job) = rx.recv().await {
                     exec.run(job).await;
+                    exec.metrics.queued.fetch_sub(1, Ordering::Relaxed);
                 }
             });
             tx
         });
-        // A full queue waits: nothing is dropped.
-        if tx.send(job).await.is_err() {
+        self.exec.metrics.queued.fetch_add(1, Ordering::Relaxed);
+        if tx.send(job).is_err() {
+            self.exec.metrics.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("a room worker has stopped; effects not executed");
         }
     }
@@ -237,28 +264,39 @@ impl Executor {
                 Effect::Act(a) => acts_ok &= self.act(*a, case).await,
                 Effect::Query(q) => self.answer(q).await,
                 Effect::ReloadPolicy { by, reply_to } => {
-                    let _ = self.control.send(Control::Reload { by, reply_to }).await;
+                    let _ = self.control.send(Control::Reload { by, reply_to });
                 }
             }
         }
-        if let (Some(id), true) = (job.scheduled, acts_ok) {
+        if let Some(id) = job.scheduled {
+            if !acts_ok {
+                let _ = self.control.send(Control::ScheduledFailed(id));
+                return;
+            }
             match self.audit.unschedule(id).await {
                 Ok(_) => {
-                    let _ = self.control.send(Control::ScheduledDone(id)).await;
+                    let _ = self.control.send(Control::ScheduledDone(id));
                 }
-                Err(e) => self.audit_failed(&e),
+                Err(e) => {
+                    self.audit_failed(&e);
+                    let _ = self.control.send(Control::ScheduledFailed(id));
+                }
             }
         }
     }
 
     /// The scheduled undo of `kind` for this user in this room, if one is waiting.
-    fn scheduled_undo(
+    async fn scheduled_undo(
         &self,
         kind: ScheduledKind,
         at: &Place,
         user: &str,
     ) -> Option<(Scheduled, StoredTarget)> {
-        let all = self.audit.scheduled().ok()?;
+        let audit = self.audit.clone();
+        let all = tokio::task::spawn_blocking(move || audit.scheduled())
+            .await
+            .ok()?
+            .ok()?;
         all.into_iter().find_map(|s| {
             let t: StoredTarget = serde_json::from_str(&s.target).ok()?;
             let same = s.kind == kind
@@ -269,7 +307,9 @@ impl Executor {
         })
     }
 
-    /// Write-before-act: the pending record is durable before the command goes out.
+    /// Write-before-act: the pending record is durable before the command goes out; so is
+    /// the undo of a timed mute or ban (a crash between the action and its undo must not make
+    /// it permanent).
     async fn act(&self, mut a: Act, case: Option<u64>) -> bool {
         let kind = a.record.action.clone();
         // Undoing by hand what the schedule would undo: use the mask (or power level) that was
@@ -282,7 +322,7 @@ impl Executor {
                 ScheduledKind::Unban
             };
             if target.mask.is_none() {
-                if let Some((s, stored)) = self.scheduled_undo(undo, &a.at, &target.id) {
+                if let Some((s, stored)) = self.scheduled_undo(undo, &a.at, &target.id).await {
                     target.mask = stored.mask;
                     if target.account.is_none() {
                         target.account = stored.account;
@@ -291,6 +331,21 @@ impl Executor {
                 }
             }
         }
+        // Muting or banning again someone whose undo is waiting: the new action replaces the
+        // old one's undo (a later permanent ban must not be lifted by an earlier timed one),
+        // keeping what the first action found (a Matrix user's power level before any mute).
+        let (target, prior) = match &a.command {
+            Command::Mute { target, .. } | Command::Ban { target, .. } => {
+                let undo = if kind == "mute" {
+                    ScheduledKind::Unmute
+                } else {
+                    ScheduledKind::Unban
+                };
+                let prior = self.scheduled_undo(undo, &a.at, &target.id).await;
+                (Some((undo, target.clone())), prior)
+            }
+            _ => (None, None),
+        };
         let pending = match self
             .audit
             .begin_action(a.record.clone(), case, now_ms())
@@ -302,18 +357,60 @@ impl Executor {
                 self.metrics
                     .actions
                     .inc(&[("action", &kind), ("outcome", "not_recorded")]);
-                for place in &a.report_failure {
-                    self.say(
-                        place,
-                        &format!(
-                            "{kind} {} was not done: the audit log cannot be written ({e})",
-                            a.record.target.name
-                        ),
-                    )
-                    .await;
-                }
+                self.report(
+                    &a,
+                    &format!(
+                        "{kind} {} was not done: the audit log cannot be written ({e})",
+                        a.record.target.name
+                    ),
+                )
+                .await;
                 return false;
             }
+        };
+        let mut undo = match (a.undo_after, &target) {
+            (Some(after), Some((undo_kind, t))) => {
+                let s = Scheduled {
+                    id: 0,
+                    due: now_ms().saturating_add(after.as_millis() as i64),
+                    kind: *undo_kind,
+                    network: a.at.network.clone(),
+                    room: a.at.room.clone(),
+                    target: stored(t, prior.as_ref().and_then(|p| p.1.mask.clone())),
+                    case: pending.case,
+                };
+                match self.audit.schedule(s.clone()).await {
+                    Ok(id) => Some(Scheduled { id, ..s }),
+                    Err(e) => {
+                        self.audit_failed(&e);
+                        let reason = format!("its timed undo cannot be scheduled ({e})");
+                        if let Err(e) = self
+                            .audit
+                            .finish_action(
+                                &pending,
+                                Outcome::Failed {
+                                    reason: reason.clone(),
+                                },
+                                None,
+                                now_ms(),
+                            )
+                            .await
+                        {
+                            self.audit_failed(&e);
+                        }
+                        self.metrics
+                            .actions
+                            .inc(&[("action", &kind), ("outcome", "failed")]);
+                        self.report(
+                            &a,
+                            &format!("{kind} {} was not done: {reason}", a.record.target.name),
+                        )
+                        .await;
+                        return false;
+                    }
+                }
+            }
+            _ => None,
         };
         if a.cite_case {
             if let Command::Send { text, .. } = &mut a.command {
@@ -323,11 +420,10 @@ impl Executor {
                 );
             }
         }
-        let target = match &a.command {
-            Command::Mute { target, .. } | Command::Ban { target, .. } => Some(target.clone()),
-            _ => None,
-        };
-        let result = self.networks.execute(&a.at.network, a.command).await;
+        let result = self
+            .networks
+            .execute(&a.at.network, a.command.clone())
+            .await;
         let (outcome, detail) = match &result {
             Ok(done) => (Outcome::Applied, done.detail.clone()),
             Err(reason) => (
@@ -350,30 +446,19 @@ impl Executor {
         }
         match result {
             Ok(_) => {
-                if let (Some(after), Some(t)) = (a.undo_after, target) {
-                    let undo = if kind == "mute" {
-                        ScheduledKind::Unmute
-                    } else {
-                        ScheduledKind::Unban
-                    };
-                    let s = Scheduled {
-                        id: 0,
-                        due: now_ms() + after.as_millis() as i64,
-                        kind: undo,
-                        network: a.at.network.clone(),
-                        room: a.at.room.clone(),
-                        target: serde_json::to_string(&StoredTarget::new(&t, detail))
-                            .unwrap_or_default(),
-                        case: pending.case,
-                    };
-                    if let Err(e) = self.audit.schedule(s).await {
-                        self.audit_failed(&e);
-                        for place in &a.report_failure {
-                            self.say(place, &format!("{kind} of {} is applied but its timed undo could not be scheduled: undo it by hand", a.record.target.name)).await;
+                // What the action applied (the IRC mask, the Matrix power level before) is
+                // known only now: the undo learns it. On Matrix an earlier mute's undo knows
+                // better: the level before the first mute, not the muted one.
+                let keep_prior = a.at.network == MATRIX && prior.is_some();
+                if let (Some(s), Some((_, t)), false) = (undo.as_mut(), &target, keep_prior) {
+                    if detail.is_some() {
+                        s.target = stored(t, detail.clone());
+                        if let Err(e) = self.audit.reschedule(s.clone()).await {
+                            self.audit_failed(&e);
                         }
                     }
                 }
-                if let Some(id) = cancel {
+                for id in cancel.into_iter().chain(prior.map(|p| p.0.id)) {
                     if let Err(e) = self.audit.unschedule(id).await {
                         self.audit_failed(&e);
                     }
@@ -384,19 +469,29 @@ impl Executor {
                 true
             }
             Err(reason) => {
-                tracing::warn!(action = %kind, target = %a.record.target.name, room = %a.at, %reason, "moderation action failed");
-                for place in &a.report_failure {
-                    self.say(
-                        place,
-                        &format!(
-                            "could not {kind} {} in {}: {reason} [audit case {}]",
-                            a.record.target.name, a.at, pending.case
-                        ),
-                    )
-                    .await;
+                if let Some(s) = undo {
+                    if let Err(e) = self.audit.unschedule(s.id).await {
+                        self.audit_failed(&e);
+                    }
                 }
+                tracing::warn!(action = %kind, target = %a.record.target.name, room = %a.at, %reason, "moderation action failed");
+                self.report(
+                    &a,
+                    &format!(
+                        "could not {kind} {} in {}: {reason} [audit case {}]",
+                        a.record.target.name, a.at, pending.case
+                    ),
+                )
+                .await;
                 false
             }
+        }
+    }
+
+    /// Tells the places an action reports its failures to.
+    async fn report(&self, a: &Act, text: &str) {
+        for place in &a.report_failure {
+            self.say(place, text).await;
         }
     }
 

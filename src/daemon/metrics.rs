@@ -28,6 +28,8 @@ pub struct Metrics {
     pub actions: Labelled,
     pub policy_reloads: Labelled,
     pub audit_errors: AtomicU64,
+    /// Jobs (an event's effects) waiting in or being run by the room workers.
+    pub queued: AtomicU64,
     latency: Mutex<Histogram>,
 }
 
@@ -148,6 +150,11 @@ impl Metrics {
             "# HELP bridgewarden_audit_errors_total Audit writes that failed (the action was not taken).\n# TYPE bridgewarden_audit_errors_total counter\nbridgewarden_audit_errors_total {}",
             self.audit_errors.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP bridgewarden_effects_queued Events whose effects wait for their room's worker (a backlog).\n# TYPE bridgewarden_effects_queued gauge\nbridgewarden_effects_queued {}",
+            self.queued.load(Ordering::Relaxed)
+        );
         if let Ok(h) = self.latency.lock() {
             let name = "bridgewarden_routing_seconds";
             let _ = writeln!(
@@ -161,6 +168,9 @@ impl Metrics {
             let _ = writeln!(out, "{name}_sum {}", h.sum);
             let _ = writeln!(out, "{name}_count {}", h.count);
         }
+        // Samples of one metric must be together: group by name, keeping the given order.
+        let mut gauges: Vec<&Gauge> = gauges.iter().collect();
+        gauges.sort_by_key(|g| g.name);
         let mut named: Vec<&str> = Vec::new();
         for g in gauges {
             if !named.contains(&g.name) {
@@ -191,6 +201,8 @@ pub type Handler = std::sync::Arc<dyn Fn(&str) -> Option<Response> + Send + Sync
 pub async fn serve(listener: TcpListener, handler: Handler) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
+            // Out of file descriptors, most likely: do not spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let handler = handler.clone();
@@ -278,5 +290,41 @@ mod tests {
         );
         assert!(text.contains("# TYPE bridgewarden_irc_connected gauge\nbridgewarden_irc_connected{network=\"libera\"} 1"), "{text}");
         assert_eq!(m.relayed.get(&[("direction", "irc_to_matrix")]), 2);
+    }
+
+    #[test]
+    fn samples_of_one_metric_stay_together_whatever_the_order_given() {
+        let g = |name: &'static str, net: &str| Gauge {
+            name,
+            help: "h",
+            kind: "counter",
+            labels: vec![("network", net.into())],
+            value: 0.0,
+        };
+        let text = Metrics::default().render(&[
+            g("bridgewarden_irc_reconnects_total", "a"),
+            g("bridgewarden_irc_queue_drops_total", "a"),
+            g("bridgewarden_irc_reconnects_total", "b"),
+            g("bridgewarden_irc_queue_drops_total", "b"),
+        ]);
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("bridgewarden_irc_"))
+            .map(|l| l.split('{').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "bridgewarden_irc_queue_drops_total",
+                "bridgewarden_irc_queue_drops_total",
+                "bridgewarden_irc_reconnects_total",
+                "bridgewarden_irc_reconnects_total"
+            ]
+        );
+        assert_eq!(
+            text.matches("# TYPE bridgewarden_irc_").count(),
+            2,
+            "{text}"
+        );
     }
 }

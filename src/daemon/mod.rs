@@ -33,8 +33,10 @@ use metrics::{Gauge, Metrics, Response};
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// How often the schedule is checked for undos that fell due.
 const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
-/// A scheduled undo that failed is tried again after this long.
+/// A scheduled undo that failed is tried again after this long, doubling each time...
 const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
+/// ...up to this many attempts; then it is given up and the moderators are told.
+const UNDO_ATTEMPTS: u32 = 5;
 /// How long shutdown waits for in-flight effects.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -63,6 +65,9 @@ struct Health {
 /// Runs the daemon until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
+    // First: a reload signal during startup waits for the main loop instead of killing us.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let audit_dir = config.audit_dir.clone();
     let audit = tokio::task::spawn_blocking(move || AuditLog::open(&audit_dir))
         .await?
@@ -203,7 +208,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     tokio::spawn(refresh_health(health.clone(), irc.clone()));
 
-    let (control_tx, mut control) = mpsc::channel::<Control>(64);
+    let (control_tx, mut control) = mpsc::unbounded_channel::<Control>();
     let exec = Arc::new(Executor {
         audit: audit.clone(),
         networks,
@@ -219,13 +224,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         "bridgewarden is running"
     );
 
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot handle SIGHUP")?;
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let mut schedule = tokio::time::interval(SCHEDULE_EVERY);
     let mut prune = tokio::time::interval(Duration::from_secs(600));
-    // Scheduled undos in flight, and when to try each again if it does not finish.
-    let mut in_flight: HashMap<u64, i64> = HashMap::new();
+    // Scheduled undos handed to a worker or waiting to be tried again.
+    let mut undos: HashMap<u64, UndoState> = HashMap::new();
     // A change seen but not yet reloaded: editors write in steps, so wait until it settles.
     let mut settling: Option<Fingerprint> = None;
     tokio::pin!(shutdown);
@@ -239,22 +242,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 metrics.observe_latency(t.elapsed());
                 tracing::debug!(network = %ev.network, room = %ev.room, since_sent_ms = now_ms() - ev.ts, routed = ?t.elapsed(), effects = effects.len(), "event");
                 let room = Place::new(&ev.network, &ev.room);
-                dispatcher.dispatch(room, Job { effects, case: None, scheduled: None }).await;
+                dispatcher.dispatch(room, Job { effects, case: None, scheduled: None });
             }
             Some(c) = control.recv() => match c {
                 Control::Reload { by, reply_to } => {
-                    let (effects, files) = reload(&config, &mut router, &metrics, &health, &by, Some(&reply_to));
-                    watched = files;
-                    seen = fingerprint(&watched);
-                    dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None }).await;
+                    let effects = reload(&config, &mut router, &mut watched, &mut seen, &metrics, &health, &by, Some(&reply_to)).await;
+                    dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None });
                 }
-                Control::ScheduledDone(id) => { in_flight.remove(&id); }
+                Control::ScheduledDone(id) => { undos.remove(&id); }
+                Control::ScheduledFailed(id) => {
+                    let state = undos.entry(id).or_default();
+                    state.attempts += 1;
+                    if state.attempts < UNDO_ATTEMPTS {
+                        let wait = SCHEDULE_RETRY.saturating_mul(1 << (state.attempts - 1));
+                        state.retry_at = Some(now_ms().saturating_add(wait.as_millis() as i64));
+                        continue;
+                    }
+                    // Given up: off the schedule, and the moderators are told (each attempt
+                    // is in the audit log with its reason).
+                    undos.remove(&id);
+                    if let Err(e) = audit.unschedule(id).await {
+                        tracing::error!(error = %e, "cannot remove a scheduled undo");
+                    }
+                    let text = format!("gave up a scheduled undo after {UNDO_ATTEMPTS} failed attempts (schedule #{id}): undo it by hand; the audit log has each attempt's reason");
+                    tracing::error!("{text}");
+                    dispatcher.dispatch(daemon_place.clone(), Job { effects: router.announce(&text), case: None, scheduled: None });
+                }
             },
             _ = sighup.recv() => {
-                let (effects, files) = reload(&config, &mut router, &metrics, &health, "SIGHUP", None);
-                watched = files;
-                seen = fingerprint(&watched);
-                dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None }).await;
+                let effects = reload(&config, &mut router, &mut watched, &mut seen, &metrics, &health, "SIGHUP", None).await;
+                dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None });
             }
             _ = watch.tick() => {
                 let now = fingerprint(&watched);
@@ -262,36 +279,64 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     settling = None;
                 } else if settling.as_ref() == Some(&now) {
                     settling = None;
-                    let (effects, files) = reload(&config, &mut router, &metrics, &health, "file change", None);
-                    watched = files;
-                    seen = fingerprint(&watched);
-                    dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None }).await;
+                    let effects = reload(&config, &mut router, &mut watched, &mut seen, &metrics, &health, "file change", None).await;
+                    dispatcher.dispatch(daemon_place.clone(), Job { effects, case: None, scheduled: None });
                 } else {
                     settling = Some(now);
                 }
             }
             _ = schedule.tick() => {
                 let now = now_ms();
-                let due = match audit.due(now) {
-                    Ok(d) => d,
+                let reader = audit.clone();
+                let due = match tokio::task::spawn_blocking(move || reader.due(now)).await {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => { tracing::error!(error = %e, "cannot read the schedule"); continue; }
                     Err(e) => { tracing::error!(error = %e, "cannot read the schedule"); continue; }
                 };
+                // Forget the state of undos that left the schedule (cancelled by hand).
+                undos.retain(|id, st| (st.dispatched && st.retry_at.is_none()) || due.iter().any(|s| s.id == *id));
                 for s in due {
-                    if in_flight.get(&s.id).is_some_and(|retry| *retry > now) {
+                    // Handed to a worker and not reported back, or waiting for its retry.
+                    let state = undos.entry(s.id).or_default();
+                    if state.retry_at.is_none_or(|at| at > now) && state.dispatched {
                         continue;
                     }
-                    in_flight.insert(s.id, now + SCHEDULE_RETRY.as_millis() as i64);
+                    state.dispatched = true;
+                    state.retry_at = None;
                     let effects = router.undo(&s);
                     let room = Place::new(&s.network, &s.room);
-                    dispatcher.dispatch(room, Job { effects, case: Some(s.case), scheduled: Some(s.id) }).await;
+                    dispatcher.dispatch(room, Job { effects, case: Some(s.case), scheduled: Some(s.id) });
                 }
             }
-            _ = prune.tick() => router.prune(now_ms()),
+            _ = prune.tick() => {
+                let now = now_ms();
+                router.prune(now);
+                // Durable strikes the policy no longer counts are forgotten too.
+                let cutoff = now.saturating_sub(router.strike_horizon().as_millis() as i64);
+                let store = audit.clone();
+                match tokio::task::spawn_blocking(move || store.prune_strikes(cutoff)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(strikes = n, "forgot strikes that no longer count"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old strikes"),
+                    _ => {}
+                }
+            }
             () = &mut shutdown => {
                 tracing::info!("shutting down: finishing in-flight actions");
                 break;
             }
         }
+    }
+    // What the adapters delivered before the signal is still handled; nothing after.
+    while let Ok(ev) = events.try_recv() {
+        let effects = router.handle(&ev);
+        dispatcher.dispatch(
+            Place::new(&ev.network, &ev.room),
+            Job {
+                effects,
+                case: None,
+                scheduled: None,
+            },
+        );
     }
     dispatcher.drain(SHUTDOWN_GRACE).await;
     if let Err(e) = audit.flush().await {
@@ -312,16 +357,37 @@ fn policy_load(config: &Config, policy: Option<&Policy>, by: &str, error: Option
 }
 
 /// Loads the policy again: swapped in whole when it loads, kept as it was when it does not;
-/// either way audited and announced. Returns the effects and the files to watch.
-fn reload(
+/// either way audited and announced (the returned effects). Updates the files to watch and
+/// what they looked like before the load, so that an edit made during the load is seen.
+#[allow(clippy::too_many_arguments)]
+async fn reload(
     config: &Config,
     router: &mut Router,
+    watched: &mut Vec<PathBuf>,
+    seen: &mut Fingerprint,
     metrics: &Metrics,
     health: &Mutex<Health>,
     by: &str,
     reply_to: Option<&Place>,
-) -> (Vec<crate::routing::Effect>, Vec<PathBuf>) {
-    let (loaded, files) = crate::policy_files::load_tracked(&config.policy);
+) -> Vec<crate::routing::Effect> {
+    let before = fingerprint(watched);
+    let path = config.policy.clone();
+    let (loaded, files) =
+        match tokio::task::spawn_blocking(move || crate::policy_files::load_tracked(&path)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload did not finish");
+                return Vec::new();
+            }
+        };
+    let mut now = fingerprint(&files);
+    for (file, meta) in &mut now {
+        if let Some((_, old)) = before.iter().find(|(f, _)| f == file) {
+            *meta = *old;
+        }
+    }
+    *watched = files;
+    *seen = now;
     let (record, text) = match loaded {
         Ok(p) => {
             let p = Arc::new(p);
@@ -369,7 +435,16 @@ fn reload(
             ));
         }
     }
-    (effects, files)
+    effects
+}
+
+/// Where a scheduled undo stands in this run of the daemon.
+#[derive(Default)]
+struct UndoState {
+    /// Handed to a worker (and not reported back, or failed and waiting for `retry_at`).
+    dispatched: bool,
+    attempts: u32,
+    retry_at: Option<i64>,
 }
 
 /// Keeps the health snapshot current (adapter state is asked for asynchronously).

@@ -35,6 +35,15 @@ pub enum Decay {
 }
 
 impl Decay {
+    /// After how long a strike no longer counts at all (with a half-life: when any weight has
+    /// become negligible), so that it can be forgotten.
+    pub fn forgotten_after(self) -> Duration {
+        match self {
+            Decay::Window(d) => d,
+            Decay::HalfLife(h) => Duration::from_millis(h.as_millis().saturating_mul(64)),
+        }
+    }
+
     fn weight_at(self, strike: &Strike, now: i64) -> f64 {
         let age = now.saturating_sub(strike.ts);
         if age < 0 {

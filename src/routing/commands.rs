@@ -6,9 +6,9 @@ use super::{fold, identity, is_mxid, Act, Effect, Pair, Place, Query, Router, MA
 use crate::audit::{
     ActionRecord, Actor, CommandRecord, Entry, Outcome, Scheduled, ScheduledKind, Who,
 };
-use crate::chat::{ChatEvent, Command, Target, User};
+use crate::chat::{ChatEvent, ChatEventKind, Command, SendKind, Target, User};
 use crate::moderator::{ModeratorCommand, Parsed};
-use crate::policy::{explain, Event, Network, State};
+use crate::policy::{explain, Event, EventKind, Network, State};
 
 impl Router {
     /// A line that parsed as a command (or as help / a usage error).
@@ -32,11 +32,23 @@ impl Router {
             }))
         };
         if !self.is_moderator(&ev.network, &ev.sender) {
+            // Not a moderator: the line is chat like any other, judged and relayed by the
+            // policy, so that a command word is no way around it (`!warn <slur>`). The
+            // refusal is said only when the policy let the line be.
+            let mut out = match &ev.kind {
+                ChatEventKind::Message { text } => {
+                    self.chat(ev, pair, EventKind::Message, text, SendKind::Message)
+                }
+                _ => Vec::new(),
+            };
+            if out.iter().any(|e| matches!(e, Effect::Act(_))) {
+                return out;
+            }
             let text = format!(
                 "{}: only moderators can use {} commands here",
                 ev.sender.name, self.routes.command_prefix
             );
-            let mut out = vec![record(false, &text)];
+            out.push(record(false, &text));
             out.extend(say(&here, &text, irc));
             return out;
         }

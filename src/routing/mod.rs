@@ -14,6 +14,7 @@ pub mod effect;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::audit::{ActionRecord, Actor, DecisionRecord, Entry, Outcome, Who};
 use crate::chat::{ChatEvent, ChatEventKind, Command, SendKind, Target, User};
@@ -149,6 +150,11 @@ impl Router {
         self.state.prune(now, horizon, self.policy.decay());
     }
 
+    /// Strikes older than this (back from now) count for nothing under the current policy.
+    pub fn strike_horizon(&self) -> Duration {
+        Duration::from_millis(self.policy.decay().forgotten_after().as_millis())
+    }
+
     /// Notices to every moderators' room.
     pub fn announce(&self, text: &str) -> Vec<Effect> {
         self.routes
@@ -209,12 +215,10 @@ impl Router {
             last: ev.ts,
             joined: HashMap::new(),
         });
-        // Keep what the network told us before (e.g. the account) when this event lacks it.
-        let account = ev.sender.account.clone().or(seen.user.account.take());
-        seen.user = User {
-            account,
-            ..ev.sender.clone()
-        };
+        // The latest event is the truth, the account included: an event without one means
+        // not logged in (now). Carrying an old account forward would let whoever takes a
+        // nick inherit its owner's account in targets and identities.
+        seen.user = ev.sender.clone();
         seen.last = ev.ts;
         if ev.kind == ChatEventKind::Join {
             seen.joined.insert(fold(&ev.network, &ev.room), ev.ts);

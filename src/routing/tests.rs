@@ -362,12 +362,25 @@ fn commands_are_authorised_by_power_modes_or_account_never_by_nick() {
         irc("x", "!help"),
     ] {
         let s = shape(&r.handle(&e));
-        assert_eq!(s[0], "record command", "{s:?}");
+        // The line is chat (relayed, as the policy allows it), then refused.
+        assert!(s[0].starts_with("relay "), "{s:?}");
+        assert_eq!(s[1], "record command", "{s:?}");
         assert!(
-            s[1].contains("only moderators can use ! commands here"),
+            s[2].contains("only moderators can use ! commands here"),
             "{s:?}"
         );
     }
+    // A command word is no way around the policy: judged like any line, and no refusal
+    // (the policy's warning says enough).
+    let s = shape(&r.handle(&irc("x", "!warn you idiot")));
+    assert_eq!(
+        s,
+        [
+            "record decision",
+            "strike irc:libera:nick:x",
+            "act warn x at libera #chat"
+        ]
+    );
     let s = shape(&r.handle(&op(irc("chanop", "!kick bob spam"))));
     assert_eq!(s, ["record command", "act kick bob at libera #chat"]);
     let mut staff = irc("whoever", "!kick bob");
@@ -378,6 +391,35 @@ fn commands_are_authorised_by_power_modes_or_account_never_by_nick() {
         shape(&r.handle(&irc("x", "!!! wow"))),
         ["relay matrix !room:hs: <x> !!! wow"]
     );
+}
+
+#[test]
+fn a_nick_taker_does_not_inherit_the_owners_account() {
+    let mut r = router();
+    let mut alice = irc("alice", "hello");
+    alice.sender.account = Some("alice".into());
+    r.handle(&alice);
+    // alice leaves; someone else takes the nick, not logged in.
+    let mut taker = irc("alice", "hi all");
+    taker.sender.host = Some("elsewhere.example".into());
+    r.handle(&taker);
+    let effects = r.handle(&op(irc("chanop", "!ban alice 1d")));
+    let ban = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Act(a) => Some(a),
+            _ => None,
+        })
+        .expect("a ban");
+    let Command::Ban { target, .. } = &ban.command else {
+        panic!("{:?}", ban.command)
+    };
+    assert_eq!(
+        target.account, None,
+        "the ban must not hit the account owner"
+    );
+    assert_eq!(target.host.as_deref(), Some("elsewhere.example"));
+    assert_eq!(ban.record.target.identity, "irc:libera:nick:alice");
 }
 
 #[test]

@@ -138,13 +138,20 @@ fn collect_irc(
 }
 
 /// Sends `count` tagged messages at `rate` per second with `send`; returns send times.
-async fn pace<F, Fut>(run: &str, count: usize, rate: f64, mut send: F) -> HashMap<u64, Instant>
+/// The first message goes `offset` seconds after the call.
+async fn pace<F, Fut>(
+    run: &str,
+    count: usize,
+    rate: f64,
+    offset: f64,
+    mut send: F,
+) -> HashMap<u64, Instant>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let mut sent = HashMap::new();
-    let start = tokio::time::Instant::now();
+    let start = tokio::time::Instant::now() + Duration::from_secs_f64(offset);
     for i in 0..count as u64 {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
         sent.insert(i, Instant::now());
@@ -228,7 +235,10 @@ fn relay() {
         ));
     }
     std::fs::write(dir.path().join("bw.toml"), config).unwrap();
-    let exe = env!("CARGO_BIN_EXE_bridgewarden");
+    // BENCH_DAEMON: another build of the daemon (e.g. to compare release profiles).
+    let exe = std::env::var("BENCH_DAEMON")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bridgewarden").to_string());
+    let exe = exe.as_str();
     let cfg = dir.path().join("bw.toml").display().to_string();
     let mut daemon = Server::start("bridgewarden", exe, &["run", "--config", &cfg], dir.path());
     daemon.stop_signal = 15;
@@ -316,32 +326,55 @@ fn relay() {
                     }
                 }
             };
-            // The bridge one direction at a time (two senders into one room would queue behind
-            // each other in Synapse and measure that instead); then the floor, both networks at
-            // once (they share no server).
-            let (n_i2m, n_m2i, n_ifl, n_mfl) = (format!("i2m{rate}"), format!("m2i{rate}"), format!("ifloor{rate}"), format!("mfloor{rate}"));
-            let i2m = pace(&n_i2m, count, *rate, send_irc).await;
-            settle(&arrivals[&n_i2m], count).await;
-            let m2i = pace(&n_m2i, count, *rate, send_mx(rooms[0].clone())).await;
-            settle(&arrivals[&n_m2i], count).await;
-            let (ifl, mfl) = tokio::join!(
-                pace(&n_ifl, count, *rate, send_irc),
-                pace(&n_mfl, count, *rate, send_mx(floor_room.clone())),
+            let (n_i2m, n_m2i, n_ifl, n_mfl, n_mfl3) = (
+                format!("i2m{rate}"),
+                format!("m2i{rate}"),
+                format!("ifloor{rate}"),
+                format!("mfloor{rate}"),
+                format!("mfloor3{rate}"),
             );
-            settle(&arrivals[&n_ifl], count).await;
-            settle(&arrivals[&n_mfl], count).await;
-            let n_mfl3 = format!("mfloor3{rate}");
-            let mfl3 = pace(&n_mfl3, count, *rate, send_mx(floor3_room.clone())).await;
-            settle(&arrivals[&n_mfl3], count).await;
+            // Slow rates: the five streams interleaved, each in its own fifth of every period,
+            // so that the bridge and its floor see the same servers at the same time (Synapse's
+            // latency drifts by several ms over minutes) without overlapping. Fast rates: one
+            // stream at a time (two senders at once would queue behind each other in Synapse
+            // and measure that instead), the two floors together (they share no server).
+            let (i2m, m2i, ifl, mfl, mfl3) = if *rate <= 2.0 {
+                let slot = 1.0 / (rate * 5.0);
+                let runs = tokio::join!(
+                    pace(&n_i2m, count, *rate, 0.0, send_irc),
+                    pace(&n_m2i, count, *rate, slot, send_mx(rooms[0].clone())),
+                    pace(&n_ifl, count, *rate, 2.0 * slot, send_irc),
+                    pace(&n_mfl, count, *rate, 3.0 * slot, send_mx(floor_room.clone())),
+                    pace(&n_mfl3, count, *rate, 4.0 * slot, send_mx(floor3_room.clone())),
+                );
+                for n in [&n_i2m, &n_m2i, &n_ifl, &n_mfl, &n_mfl3] {
+                    settle(&arrivals[n], count).await;
+                }
+                runs
+            } else {
+                let i2m = pace(&n_i2m, count, *rate, 0.0, send_irc).await;
+                settle(&arrivals[&n_i2m], count).await;
+                let m2i = pace(&n_m2i, count, *rate, 0.0, send_mx(rooms[0].clone())).await;
+                settle(&arrivals[&n_m2i], count).await;
+                let (ifl, mfl) = tokio::join!(
+                    pace(&n_ifl, count, *rate, 0.0, send_irc),
+                    pace(&n_mfl, count, *rate, 0.0, send_mx(floor_room.clone())),
+                );
+                settle(&arrivals[&n_ifl], count).await;
+                settle(&arrivals[&n_mfl], count).await;
+                let mfl3 = pace(&n_mfl3, count, *rate, 0.0, send_mx(floor3_room.clone())).await;
+                settle(&arrivals[&n_mfl3], count).await;
+                (i2m, m2i, ifl, mfl, mfl3)
+            };
             println!("\nat {rate} message(s)/s:");
             let take = |n: &str, sent: HashMap<u64, Instant>| Run {
                 name: n.to_string(),
                 sent,
                 arrivals: arrivals[n].lock().unwrap().clone(),
             };
-            let fi2m = take(&format!("i2m{rate}"), i2m).report();
-            let fm2i = take(&format!("m2i{rate}"), m2i).report();
-            let fif = take(&format!("ifloor{rate}"), ifl).report();
+            let fi2m = take(&n_i2m, i2m).report();
+            let fm2i = take(&n_m2i, m2i).report();
+            let fif = take(&n_ifl, ifl).report();
             let fmf = take(&n_mfl, mfl).report();
             let fmf3 = take(&n_mfl3, mfl3).report();
             for (name, f) in [("IRC -> Matrix", &fi2m), ("Matrix -> IRC", &fm2i)] {
