@@ -222,9 +222,10 @@ fn relay() {
     std::fs::write(dir.path().join("policy.toml"), crate::e2e::POLICY).unwrap();
     std::fs::write(dir.path().join("matrix-password"), &bot.password).unwrap();
     let mut config = format!(
-        "data_dir = \"data\"\npolicy = \"policy.toml\"\n\n[matrix]\nhomeserver = \"{}\"\nuser = \"{}\"\npassword = {{ file = \"matrix-password\" }}\ninvite_from = [\"@benchA:{SERVER_NAME}\"]\n\n[irc.test]\nhost = \"127.0.0.1\"\nport = {}\nnick = \"bw\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"{}\"\n",
+        "data_dir = \"data\"\npolicy = \"policy.toml\"\n\n[matrix]\nhomeserver = \"{}\"\nuser = \"{}\"\npassword = {{ file = \"matrix-password\" }}\ninvite_from = [\"{}\"]\n\n[irc.test]\nhost = \"127.0.0.1\"\nport = {}\nnick = \"bw\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[log]\nlevel = \"{}\"\n",
         synapse.url(),
         bot.user_id,
+        a_acct.user_id,
         irc.port,
         free_port(),
         std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into())
