@@ -421,6 +421,18 @@ impl Validator<'_, '_> {
                     u.span(),
                     format!("{:?} is not a Matrix user id", u.get_ref()),
                 );
+            } else if let Some((local, server)) = u.get_ref().split_once(':') {
+                if local.chars().any(|c| c.is_uppercase()) {
+                    // Servers lowercase new user ids: this entry would silently never match.
+                    self.warning(
+                        u.span(),
+                        format!(
+                            "{:?} has capital letters, which Matrix user ids do not have (only some very old accounts): invites from {}:{server} would be declined",
+                            u.get_ref(),
+                            local.to_lowercase()
+                        ),
+                    );
+                }
             }
             invite_from.push(u.get_ref().clone());
         }

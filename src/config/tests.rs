@@ -370,7 +370,8 @@ fn warnings_do_not_stop_the_load() {
     .replace(
         "[moderation]",
         "[metrics]\nlisten = \"0.0.0.0:9184\"\n\n[moderation]",
-    );
+    )
+    .replace("@admin:example.org", "@Admin:example.org");
     let (_, warnings) = load(&text).unwrap();
     let text: Vec<String> = warnings.iter().map(|w| w.message.clone()).collect();
     assert!(
@@ -380,6 +381,11 @@ fn warnings_do_not_stop_the_load() {
     assert!(
         text.iter()
             .any(|w| w.contains("reachable from other machines")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|w| w.contains("invites from @admin:example.org would be declined")),
         "{text:?}"
     );
 }

@@ -19,7 +19,7 @@ use matrix_sdk::ruma::OwnedRoomId;
 use tokio::sync::mpsc;
 
 use crate::support::irc::InspIrcd;
-use crate::support::matrix::{Peer, Synapse, SERVER_NAME};
+use crate::support::matrix::{Peer, Synapse};
 use crate::support::{free_port, Server};
 
 const PAIRS: usize = 20;
