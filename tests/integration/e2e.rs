@@ -723,6 +723,27 @@ fn moderator_commands_work_from_both_networks_and_only_for_moderators() {
 }
 
 #[test]
+fn a_later_permanent_mute_is_not_lifted_by_an_earlier_timed_one() {
+    let mut w = World::new(POLICY);
+    w.start_daemon();
+    let alice = format!("@alice:{SERVER_NAME}");
+    w.say(&w.admin, &w.room, &format!("!mute {alice} 4s"));
+    w.bot_says(Who::Admin, In::Chat, &format!("mute {alice} done"));
+    w.say(&w.admin, &w.room, &format!("!mute {alice}"));
+    w.bot_says(Who::Admin, In::Chat, &format!("mute {alice} done"));
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        try_say(&w, &w.alice, &w.room, "free?").is_err(),
+        "the first mute's timed undo lifted the second, permanent mute:\n{}",
+        w.daemon_log()
+    );
+    w.say(&w.admin, &w.room, &format!("!unmute {alice}"));
+    w.bot_says(Who::Admin, In::Chat, &format!("unmute {alice} done"));
+    assert!(try_say(&w, &w.alice, &w.room, "free now").is_ok());
+    w.stop_daemon();
+}
+
+#[test]
 fn a_timed_mute_ends_on_time_across_a_daemon_restart() {
     let mut w = World::new(POLICY);
     w.start_daemon();
