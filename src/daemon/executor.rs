@@ -13,9 +13,10 @@ use tokio::task::JoinSet;
 
 use super::metrics::Metrics;
 use crate::audit::{now_ms, AuditLog, Entry, Outcome, Record, Scheduled, ScheduledKind};
-use crate::chat::{Command, Done};
+use crate::chat::{Command, Done, SendKind};
 use crate::irc::client::IrcHandle;
 use crate::matrix::client::MatrixHandle;
+use crate::rich_text::RichText;
 use crate::routing::effect::say;
 use crate::routing::{Act, Effect, Place, Query, Router, StoredTarget, MATRIX};
 
@@ -56,6 +57,98 @@ pub struct Job {
     pub case: Option<u64>,
     /// The scheduled undo this job carries out: cancelled once its action is applied.
     pub scheduled: Option<u64>,
+}
+
+/// At most this many relayed lines go into one Matrix message when a backlog is merged...
+const MERGE_LINES: usize = 20;
+/// ...and at most this much text.
+const MERGE_BYTES: usize = 8 * 1024;
+
+/// A relayed line: where it goes (place and the adapter's room), its text and sender.
+type Line<'a> = (&'a Place, &'a str, &'a RichText, Option<&'a str>);
+
+/// The relayed line a job is, if it is nothing else: one plain message relayed to Matrix.
+fn matrix_line(job: &Job) -> Option<Line<'_>> {
+    match (job.case, job.scheduled, job.effects.as_slice()) {
+        (
+            None,
+            None,
+            [Effect::Relay {
+                to,
+                command:
+                    Command::Send {
+                        room,
+                        text,
+                        kind: SendKind::Message,
+                        from,
+                    },
+            }],
+        ) if to.network == MATRIX => Some((to, room, text, from.as_deref())),
+        _ => None,
+    }
+}
+
+/// When relayed lines for one Matrix room wait behind each other, sends them as one message
+/// (one line each, `<nick> text`, in order): a homeserver takes tens of milliseconds per
+/// event, so a burst from IRC would otherwise fall further and further behind. Only a backlog
+/// is merged, never a line that could go out alone; a job that is not such a line ends the
+/// merge and is kept in `held` for next. Returns the job to run and how many jobs it stands for.
+fn merge_backlog(
+    job: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    held: &mut Option<Job>,
+) -> (Job, u64) {
+    let Some((to, room, first, from)) = matrix_line(&job) else {
+        return (job, 1);
+    };
+    let (to, room) = (to.clone(), room.to_string());
+    let mut lines = vec![(from.map(str::to_string), first.clone())];
+    let mut bytes = first.to_plain().len();
+    while lines.len() < MERGE_LINES {
+        let Ok(next) = rx.try_recv() else { break };
+        match matrix_line(&next) {
+            Some((place, _, text, from))
+                if *place == to && bytes + text.to_plain().len() <= MERGE_BYTES =>
+            {
+                bytes += text.to_plain().len();
+                lines.push((from.map(str::to_string), text.clone()));
+            }
+            _ => {
+                *held = Some(next);
+                break;
+            }
+        }
+    }
+    if lines.len() == 1 {
+        return (job, 1);
+    }
+    let n = lines.len() as u64;
+    let mut text = RichText::default();
+    for (i, (from, line)) in lines.into_iter().enumerate() {
+        if i > 0 {
+            text.push("\n", Default::default());
+        }
+        if let Some(name) = from {
+            text.push(&format!("<{name}> "), Default::default());
+        }
+        for span in line.spans {
+            text.push_link(&span.text, span.style, span.link);
+        }
+    }
+    let merged = Job {
+        effects: vec![Effect::Relay {
+            to,
+            command: Command::Send {
+                room,
+                text,
+                kind: SendKind::Message,
+                from: None,
+            },
+        }],
+        case: None,
+        scheduled: None,
+    };
+    (merged, n)
 }
 
 /// A target as the schedule stores it.
@@ -120,9 +213,18 @@ impl Dispatcher {
         let tx = self.workers.entry(room).or_insert_with(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
             tasks.spawn(async move {
-                while let Some(job) = rx.recv().await {
+                let mut held = None;
+                loop {
+                    let job = match held.take() {
+                        Some(job) => job,
+                        None => match rx.recv().await {
+                            Some(job) => job,
+                            None => break,
+                        },
+                    };
+                    let (job, merged) = merge_backlog(job, &mut rx, &mut held);
                     exec.run(job).await;
-                    exec.metrics.queued.fetch_sub(1, Ordering::Relaxed);
+                    exec.metrics.queued.fetch_sub(merged, Ordering::Relaxed);
                 }
             });
             tx
@@ -617,4 +719,80 @@ pub fn why(r: &Record) -> String {
         out.push_str(line);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(room: &str, from: &str, text: &str) -> Job {
+        Job {
+            effects: vec![Effect::Relay {
+                to: Place::new(MATRIX, room),
+                command: Command::Send {
+                    room: room.into(),
+                    text: RichText::plain(text),
+                    kind: SendKind::Message,
+                    from: Some(from.into()),
+                },
+            }],
+            case: None,
+            scheduled: None,
+        }
+    }
+
+    fn text_of(job: &Job) -> (String, Option<String>) {
+        match &job.effects[..] {
+            [Effect::Relay {
+                command: Command::Send { text, from, .. },
+                ..
+            }] => (text.to_plain(), from.clone()),
+            other => panic!("{}", other.len()),
+        }
+    }
+
+    #[test]
+    fn a_backlog_of_lines_for_one_room_goes_out_as_one_message_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for (who, text) in [("b", "two"), ("c", "three")] {
+            tx.send(line("!r:hs", who, text)).unwrap();
+        }
+        tx.send(line("!other:hs", "d", "elsewhere")).unwrap();
+        tx.send(line("!r:hs", "e", "after")).unwrap();
+        let mut held = None;
+        let (job, n) = merge_backlog(line("!r:hs", "a", "one"), &mut rx, &mut held);
+        assert_eq!(n, 3);
+        assert_eq!(
+            text_of(&job),
+            ("<a> one\n<b> two\n<c> three".to_string(), None)
+        );
+        // The line for another room ends the merge and is kept, in order.
+        let held = held.expect("kept");
+        assert_eq!(text_of(&held).0, "elsewhere");
+        assert_eq!(text_of(&rx.try_recv().unwrap()).0, "after");
+    }
+
+    #[test]
+    fn a_line_without_a_backlog_and_other_jobs_go_out_as_they_are() {
+        let (_tx, mut rx) = mpsc::unbounded_channel();
+        let mut held = None;
+        let (job, n) = merge_backlog(line("!r:hs", "a", "one"), &mut rx, &mut held);
+        assert_eq!(
+            (n, text_of(&job)),
+            (1, ("one".to_string(), Some("a".into())))
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(line("!r:hs", "b", "two")).unwrap();
+        let mut scheduled = line("!r:hs", "a", "one");
+        scheduled.scheduled = Some(7);
+        let (job, n) = merge_backlog(scheduled, &mut rx, &mut held);
+        assert_eq!((n, job.scheduled), (1, Some(7)));
+        assert!(held.is_none());
+        // Never more than MERGE_LINES at once.
+        for i in 0..30 {
+            tx.send(line("!r:hs", "x", &format!("{i}"))).unwrap();
+        }
+        let (_, n) = merge_backlog(line("!r:hs", "a", "first"), &mut rx, &mut held);
+        assert_eq!(n, MERGE_LINES as u64);
+    }
 }

@@ -92,15 +92,19 @@ impl Run {
     }
 }
 
-/// The number in a tagged text: `bench-<run>-<n>`.
-fn tag(text: &str, run: &str) -> Option<u64> {
+/// The numbers in a tagged text: `bench-<run>-<n>`, one per line (the bridge merges a
+/// backlog of lines into one Matrix message).
+fn tags(text: &str, run: &str) -> Vec<u64> {
     let marker = format!("bench-{run}-");
-    let at = text.find(&marker)? + marker.len();
-    text[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    text.match_indices(&marker)
+        .filter_map(|(at, _)| {
+            text[at + marker.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 fn irc_client(
@@ -128,7 +132,7 @@ fn collect_irc(
             if let ChatEventKind::Message { text } = &e.kind {
                 let t = text.to_plain();
                 for (run, out) in &runs {
-                    if let Some(n) = tag(&t, run) {
+                    for n in tags(&t, run) {
                         out.lock().unwrap().push((n, now));
                     }
                 }
@@ -290,7 +294,7 @@ fn relay() {
             while let Some(s) = peer_rx.recv().await {
                 let now = Instant::now();
                 for (run, out) in by_room.get(&s.0).into_iter().flatten() {
-                    if let Some(n) = tag(&s.2, run) {
+                    for n in tags(&s.2, run) {
                         out.lock().unwrap().push((n, now));
                     }
                 }
