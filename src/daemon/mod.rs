@@ -7,6 +7,7 @@
 //! format. Must not act on anything before its audit record is durable (the executor's job).
 
 mod executor;
+mod memory;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -37,6 +38,10 @@ const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
 const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
 /// ...up to this many attempts; then it is given up and the moderators are told.
 const UNDO_ATTEMPTS: u32 = 5;
+/// Freed memory goes back to the system once events have been quiet this long...
+const TRIM_QUIET: Duration = Duration::from_secs(1);
+/// ...and at least this often while they go on.
+const TRIM_AT_MOST: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight effects.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -227,6 +232,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let mut schedule = tokio::time::interval(SCHEDULE_EVERY);
     let mut prune = tokio::time::interval(Duration::from_secs(600));
+    let mut trim = tokio::time::interval(TRIM_QUIET);
+    let mut trimmer = memory::Trimmer::new(TRIM_QUIET, TRIM_AT_MOST, Instant::now());
     // Scheduled undos handed to a worker or waiting to be tried again.
     let mut undos: HashMap<u64, UndoState> = HashMap::new();
     // A change seen but not yet reloaded: editors write in steps, so wait until it settles.
@@ -238,6 +245,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 let Some(ev) = ev else { break };
                 metrics.events.inc(&[("network", &ev.network)]);
                 let t = Instant::now();
+                trimmer.activity(t);
                 let effects = router.handle(&ev);
                 metrics.observe_latency(t.elapsed());
                 tracing::debug!(network = %ev.network, room = %ev.room, since_sent_ms = now_ms() - ev.ts, routed = ?t.elapsed(), effects = effects.len(), "event");
@@ -306,6 +314,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     let effects = router.undo(&s);
                     let room = Place::new(&s.network, &s.room);
                     dispatcher.dispatch(room, Job { effects, case: Some(s.case), scheduled: Some(s.id) });
+                }
+            }
+            _ = trim.tick() => {
+                if trimmer.due(Instant::now()) {
+                    tokio::task::spawn_blocking(memory::release_free_memory);
                 }
             }
             _ = prune.tick() => {
