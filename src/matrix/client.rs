@@ -187,7 +187,8 @@ pub async fn start(
         config: config.clone(),
         stats: stats.clone(),
     };
-    let sync_now = || client.sync_once(SyncSettings::default().timeout(Duration::ZERO));
+    let own = client.user_id().map(ToOwned::to_owned);
+    let sync_now = || client.sync_once(sync_settings(Duration::ZERO, own.as_deref()));
     if restored {
         // Resuming from the stored sync token: the next sync holds exactly what happened while
         // we were away, so the handlers must see it.
@@ -341,12 +342,36 @@ async fn verify_device(client: &Client, config: &MatrixConfig) {
     }
 }
 
+/// What the bot asks the homeserver for. Every new event wakes every member's sync, and the
+/// homeserver answers them one after the other: the bot's answer must cost as little as it
+/// can, or it delays the Matrix users' own. So nothing the bridge never reads: no presence, no
+/// typing or read receipts, no per-room account data (global account data stays: push rules,
+/// ignored users, cross-signing secrets), and not the bot's own messages coming back (its own
+/// state changes, such as a mute's power levels, still arrive, in the rooms' state).
+fn sync_settings(timeout: Duration, own: Option<&UserId>) -> SyncSettings {
+    use matrix_sdk::ruma::api::client::filter::{
+        Filter, FilterDefinition, RoomEventFilter, RoomFilter,
+    };
+    use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter as SyncFilter;
+    let mut room = RoomFilter::empty();
+    room.ephemeral = RoomEventFilter::ignore_all();
+    room.account_data = RoomEventFilter::ignore_all();
+    room.timeline.not_senders = own.map(ToOwned::to_owned).into_iter().collect();
+    let mut filter = FilterDefinition::empty();
+    filter.presence = Filter::ignore_all();
+    filter.room = room;
+    SyncSettings::default()
+        .timeout(timeout)
+        .filter(SyncFilter::FilterDefinition(filter))
+}
+
 async fn sync_loop(client: Client, config: Arc<MatrixConfig>, stats: Arc<MatrixStats>) {
+    let own = client.user_id().map(ToOwned::to_owned);
     let mut backoff = Duration::from_millis(200);
     loop {
         // sync_once resumes from the stored token: nothing is replayed, nothing is skipped.
         match client
-            .sync_once(SyncSettings::default().timeout(config.sync_timeout))
+            .sync_once(sync_settings(config.sync_timeout, own.as_deref()))
             .await
         {
             Ok(_) => {
@@ -479,6 +504,37 @@ async fn power_levels(
             room.power_levels().await.map_err(refused)
         }
     }
+}
+
+/// Sets one user's power level. The event is rewritten whole, so it is read fresh from the
+/// homeserver first: the local copy can lag behind a change just made (ours: the bot does not
+/// sync its own events back, or a moderator's), and writing a stale copy would undo it, e.g.
+/// lift the mute of the previous user in a raid.
+async fn set_power_level(room: &Room, user: &UserId, level: i64) -> Result<(), MatrixError> {
+    use matrix_sdk::ruma::api::client::state::get_state_event_for_key;
+    use matrix_sdk::ruma::events::room::power_levels::RoomPowerLevelsEventContent;
+    use matrix_sdk::ruma::events::StateEventType;
+    let level = Int::try_from(level).map_err(refused)?;
+    let request = get_state_event_for_key::v3::Request::new(
+        room.room_id().to_owned(),
+        StateEventType::RoomPowerLevels,
+        String::new(),
+    );
+    let mut content: RoomPowerLevelsEventContent = room
+        .client()
+        .send(request)
+        .await
+        .map_err(refused)?
+        .into_content()
+        .deserialize_as_unchecked()
+        .map_err(refused)?;
+    if level == content.users_default {
+        content.users.remove(user);
+    } else {
+        content.users.insert(user.to_owned(), level);
+    }
+    room.send_state_event(content).await.map_err(refused)?;
+    Ok(())
 }
 
 /// The sender as the room knows them: display name and power level.
@@ -779,7 +835,7 @@ impl MatrixHandle {
     /// their previous level so the unmute can restore it.
     async fn mute(&self, room: &str, user_id: &str) -> Result<Done, MatrixError> {
         let (r, id) = self.room_and_user(room, user_id)?;
-        // Power levels must be current: update_power_levels rewrites the whole event.
+        // For the checks; the change itself is made on a fresh copy (set_power_level).
         let pl = power_levels(&r).await?;
         let previous = match pl.for_user(&id) {
             matrix_sdk::ruma::events::room::power_levels::UserPowerLevel::Int(i) => i64::from(i),
@@ -812,9 +868,7 @@ impl MatrixHandle {
             }
         }
         let muted = (i64::from(pl.events_default) - 1).min(-1);
-        r.update_power_levels(vec![(&id, Int::from(muted as i32))])
-            .await
-            .map_err(refused)?;
+        set_power_level(&r, &id, muted).await?;
         Ok(Done {
             detail: Some(format!("power_level:{previous}")),
         })
@@ -839,9 +893,7 @@ impl MatrixHandle {
                 .unwrap_or(p.state_default)
         })
         .await?;
-        r.update_power_levels(vec![(&id, Int::from(restore as i32))])
-            .await
-            .map_err(refused)?;
+        set_power_level(&r, &id, restore).await?;
         Ok(Done::default())
     }
 

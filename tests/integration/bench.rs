@@ -217,6 +217,11 @@ fn relay() {
         }
         let floor = a.create_room(false, &[&b_acct.user_id]).await;
         b.join(&floor).await;
+        if std::env::var("BENCH_A_ROOMS").is_ok() {
+            for _ in 0..PAIRS {
+                a.create_room(false, &[]).await;
+            }
+        }
         (rooms, floor)
     });
     let dir = tempfile::tempdir().unwrap();

@@ -359,18 +359,24 @@ fn encrypted_rooms_work_both_ways() {
 #[test]
 fn redact_kick_ban_unban_and_a_mute_synapse_enforces() {
     let s = Synapse::start();
-    let (bot_acct, alice_acct, bob_acct) =
-        (s.register("bot"), s.register("alice"), s.register("bob"));
+    let (bot_acct, alice_acct, bob_acct, carol_acct) = (
+        s.register("bot"),
+        s.register("alice"),
+        s.register("bob"),
+        s.register("carol"),
+    );
     let data = tempfile::tempdir().unwrap();
     let peers = rt();
     let mut alice = peers.block_on(Peer::login(&s, &alice_acct));
     let bob = peers.block_on(Peer::login(&s, &bob_acct));
+    let carol = peers.block_on(Peer::login(&s, &carol_acct));
     let room = peers.block_on(alice.create_room_with(
         false,
         true,
-        &[&bot_acct.user_id, &bob_acct.user_id],
+        &[&bot_acct.user_id, &bob_acct.user_id, &carol_acct.user_id],
     ));
     peers.block_on(bob.join(&room));
+    peers.block_on(carol.join(&room));
     let mut cfg = bot_config(&s, &bot_acct, data.path());
     cfg.rooms = vec![room.to_string()];
     let mut bot = Bot::start(cfg).unwrap();
@@ -395,29 +401,36 @@ fn redact_kick_ban_unban_and_a_mute_synapse_enforces() {
     peers.block_on(set_power(&alice, &room, &bot_acct.user_id, 100));
     std::thread::sleep(Duration::from_secs(1));
 
-    // Mute: bob's send is refused by Synapse; unmute restores it.
-    let muted = bot
-        .exec(Command::Mute {
+    // Mute: bob's send is refused by Synapse; unmute restores it. Carol is muted right
+    // after bob, before any sync could bring the first change back: the second mute must not
+    // rewrite the power levels from a copy without the first.
+    let mute = |who: &str| {
+        bot.exec(Command::Mute {
             room: room.to_string(),
             target: Target {
-                id: bob_acct.user_id.clone(),
+                id: who.to_string(),
                 ..Target::default()
             },
         })
-        .expect("mute");
-    let r = peers.block_on(async {
-        bob.room(&room)
-            .await
-            .send(RoomMessageEventContent::text_plain("can you hear me"))
-            .await
-    });
-    let err = r.expect_err("a muted user must not be able to send");
-    assert!(
-        err.to_string().contains("403")
-            || err.to_string().to_lowercase().contains("forbidden")
-            || err.to_string().contains("power"),
-        "{err}"
-    );
+        .expect("mute")
+    };
+    let muted = mute(&bob_acct.user_id);
+    mute(&carol_acct.user_id);
+    for (peer, who) in [(&bob, "bob"), (&carol, "carol")] {
+        let r = peers.block_on(async {
+            peer.room(&room)
+                .await
+                .send(RoomMessageEventContent::text_plain("can you hear me"))
+                .await
+        });
+        let err = r.expect_err(&format!("muted {who} must not be able to send"));
+        assert!(
+            err.to_string().contains("403")
+                || err.to_string().to_lowercase().contains("forbidden")
+                || err.to_string().contains("power"),
+            "{err}"
+        );
+    }
     bot.exec(Command::Unmute {
         room: room.to_string(),
         target: Target {
