@@ -381,6 +381,31 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Actions recorded since `since` (unix ms) that have no outcome: the daemon stopped
+    /// between writing them and learning how they ended. Oldest first, at most `limit`.
+    /// Meant for startup, before this run records actions of its own.
+    pub fn unfinished_actions(&self, since: i64, limit: usize) -> Result<Vec<Record>> {
+        let window = self.query(&Query {
+            since: Some(since),
+            ..Query::default()
+        })?;
+        // An outcome is written after its action, so the window holds it too.
+        let ended: std::collections::HashSet<u64> = window
+            .iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Outcome(o) => Some(o.action_id),
+                _ => None,
+            })
+            .collect();
+        let mut open: Vec<Record> = window
+            .into_iter()
+            .filter(|r| matches!(r.entry, Entry::Action(_)) && !ended.contains(&r.id))
+            .collect();
+        open.reverse();
+        open.truncate(limit);
+        Ok(open)
+    }
+
     /// A user's history (by identity or by name), newest first.
     pub fn by_user(&self, user: &str, limit: usize) -> Result<Vec<Record>> {
         self.query(&Query {

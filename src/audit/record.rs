@@ -48,6 +48,9 @@ pub enum Outcome {
     Reverted {
         by: String,
     },
+    /// The daemon stopped (crash, kill, shutdown grace over) between recording the action and
+    /// learning how it ended: it may or may not have happened. Written at the next start.
+    Interrupted,
 }
 
 /// A decision of the policy that was not a plain allow.
@@ -242,6 +245,9 @@ impl Outcome {
             Outcome::Applied => "applied".into(),
             Outcome::Failed { reason } => format!("failed: {reason}"),
             Outcome::Reverted { by } => format!("reverted by {by}"),
+            Outcome::Interrupted => {
+                "interrupted (the daemon stopped; it may or may not have happened)".into()
+            }
         }
     }
 }

@@ -518,3 +518,67 @@ fn a_truncated_store_gives_a_clear_error_naming_the_path() {
         );
     }
 }
+
+#[tokio::test]
+async fn actions_without_an_outcome_are_found_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, done, open_kick, open_ban) = {
+        let log = open(&dir);
+        let begin = |kind: &'static str, ts: i64| {
+            let log = &log;
+            async move {
+                log.begin_action(action(kind, "#chat", troll(), "r"), None, ts)
+                    .await
+                    .unwrap()
+            }
+        };
+        // Too old to be asked about, finished, and two the daemon never finished.
+        let old = begin("warn", 1_000).await;
+        let done = begin("mute", 10_000).await;
+        log.finish_action(&done, Outcome::Applied, None, 10_001)
+            .await
+            .unwrap();
+        let open_kick = begin("kick", 10_002).await;
+        let open_ban = begin("ban", 10_003).await;
+        // Many records in between: the answer comes across index chunks.
+        for i in 0..100 {
+            log.append(
+                decision("#chat", troll(), &["flood"], &[]),
+                None,
+                10_004 + i,
+            )
+            .await
+            .unwrap();
+        }
+        log.flush().await.unwrap();
+        (old, done, open_kick, open_ban)
+    };
+    let log = open(&dir);
+    let ids = |rs: Vec<Record>| rs.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(log.unfinished_actions(5_000, 10).unwrap()),
+        [open_kick.id, open_ban.id],
+        "oldest first; neither the finished one ({}) nor the old one ({})",
+        done.id,
+        old.id
+    );
+    assert_eq!(
+        ids(log.unfinished_actions(0, 1).unwrap()),
+        [old.id],
+        "limit"
+    );
+    // Once given an outcome, they are no longer unfinished.
+    for p in [&open_kick, &open_ban] {
+        log.finish_action(p, Outcome::Interrupted, None, 20_000)
+            .await
+            .unwrap();
+    }
+    assert!(log.unfinished_actions(5_000, 10).unwrap().is_empty());
+    let mut settled = vec![log.get(open_kick.id).unwrap().unwrap()];
+    log.settle_outcomes(&mut settled).unwrap();
+    let Entry::Action(a) = &settled[0].entry else {
+        panic!()
+    };
+    assert_eq!(a.outcome, Outcome::Interrupted);
+    assert!(settled[0].entry.summary().contains("interrupted"));
+}

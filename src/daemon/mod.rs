@@ -42,6 +42,8 @@ const UNDO_ATTEMPTS: u32 = 5;
 const TRIM_QUIET: Duration = Duration::from_secs(1);
 /// ...and at least this often while they go on.
 const TRIM_AT_MOST: Duration = Duration::from_secs(30);
+/// How far back startup looks for actions the last run never finished.
+const INTERRUPTED_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long shutdown waits for in-flight effects.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -58,6 +60,61 @@ fn fingerprint(files: &[PathBuf]) -> Fingerprint {
             (f.clone(), meta)
         })
         .collect()
+}
+
+/// Actions the last run recorded but never saw end (killed, or the shutdown grace ran out)
+/// may or may not have happened: each gets the outcome `interrupted`, and the moderators are
+/// told which, to check by hand. Returns the announcement's effects.
+async fn report_interrupted(audit: &Arc<AuditLog>, router: &Router) -> Vec<crate::routing::Effect> {
+    const SHOWN: usize = 10;
+    let since = now_ms().saturating_sub(INTERRUPTED_WINDOW.as_millis() as i64);
+    let store = audit.clone();
+    let open =
+        match tokio::task::spawn_blocking(move || store.unfinished_actions(since, 1000)).await {
+            Ok(Ok(open)) => open,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot look for interrupted actions");
+                return Vec::new();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for interrupted actions");
+                return Vec::new();
+            }
+        };
+    if open.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    for r in &open {
+        let Entry::Action(a) = &r.entry else { continue };
+        let pending = crate::audit::PendingAction {
+            id: r.id,
+            case: r.case,
+            action: a.action.clone(),
+        };
+        if let Err(e) = audit
+            .finish_action(&pending, crate::audit::Outcome::Interrupted, None, now_ms())
+            .await
+        {
+            tracing::error!(error = %e, "cannot record an interrupted action");
+        }
+        tracing::warn!(record = r.id, action = %a.action, target = %a.target.name, room = %a.room, "an action was interrupted by the last stop");
+        if lines.len() < SHOWN {
+            lines.push(r.describe());
+        }
+    }
+    if open.len() > SHOWN {
+        lines.push(format!(
+            "... and {} more (!audit, or `bridgewarden audit list --type action`)",
+            open.len() - SHOWN
+        ));
+    }
+    let text = format!(
+        "{} moderation action(s) were interrupted when bridgewarden last stopped: they may or may not have happened, check by hand:\n{}",
+        open.len(),
+        lines.join("\n")
+    );
+    router.announce(&text)
 }
 
 /// State the health endpoint reads; refreshed in the background.
@@ -222,6 +279,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     });
     let mut dispatcher = Dispatcher::new(exec);
     let daemon_place = Place::new("", "");
+    let effects = report_interrupted(&audit, &router).await;
+    dispatcher.dispatch(
+        daemon_place.clone(),
+        Job {
+            effects,
+            case: None,
+            scheduled: None,
+        },
+    );
     tracing::info!(
         pairs = router.routes().pairs.len(),
         policy = %policy.short_hash(),

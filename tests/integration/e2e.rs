@@ -763,8 +763,42 @@ fn a_timed_mute_ends_on_time_across_a_daemon_restart() {
     assert!(try_say(&w, &w.alice, &w.room, "muted?").is_err());
 
     w.stop_daemon();
-    std::thread::sleep(Duration::from_secs(2));
+    // A kick the last run recorded but never saw end (as if killed in the middle of it): the
+    // next start gives it the outcome `interrupted` and tells the moderators.
+    let interrupted = {
+        let audit = w.audit();
+        let kick = bridgewarden::audit::ActionRecord {
+            action: "kick".into(),
+            room: format!("test {CHANNEL}"),
+            target: bridgewarden::audit::Who {
+                network: "irc:test".into(),
+                identity: "irc:test:nick:mallory".into(),
+                name: "mallory".into(),
+            },
+            actor: bridgewarden::audit::Actor::Policy {
+                rule: "insults".into(),
+            },
+            duration: None,
+            reason: None,
+            message: None,
+            outcome: bridgewarden::audit::Outcome::Pending,
+        };
+        let now = bridgewarden::audit::now_ms();
+        w.rt.block_on(audit.begin_action(kick, None, now))
+            .unwrap()
+            .id
+    };
+    std::thread::sleep(Duration::from_secs(1));
     w.start_daemon();
+    let notice = w.bot_says(
+        Who::Admin,
+        In::Mods,
+        "interrupted when bridgewarden last stopped",
+    );
+    assert!(
+        notice.contains("mallory") && notice.contains("kick"),
+        "{notice}"
+    );
 
     // Both undo on time: not before 12 s, and within a few seconds after.
     let deadline = t0 + Duration::from_secs(25);
@@ -810,6 +844,16 @@ fn a_timed_mute_ends_on_time_across_a_daemon_restart() {
     assert!(
         audit.scheduled().unwrap().is_empty(),
         "nothing left scheduled"
+    );
+    let mut kick = vec![audit.get(interrupted).unwrap().unwrap()];
+    audit.settle_outcomes(&mut kick).unwrap();
+    assert!(
+        matches!(&kick[0].entry, Entry::Action(a) if a.outcome == bridgewarden::audit::Outcome::Interrupted),
+        "{kick:#?}"
+    );
+    assert!(
+        audit.unfinished_actions(0, 10).unwrap().is_empty(),
+        "nothing else unfinished"
     );
 }
 
