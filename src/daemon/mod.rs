@@ -572,6 +572,13 @@ fn endpoint(
                         labels: vec![],
                         value: networks.matrix.stats.sync_errors.load(Ordering::Relaxed) as f64,
                     },
+                    Gauge {
+                        name: "bridgewarden_matrix_gaps_total",
+                        help: "Room timelines a Matrix sync returned cut short (events missed after an outage).",
+                        kind: "counter",
+                        labels: vec![],
+                        value: networks.matrix.stats.gaps.load(Ordering::Relaxed) as f64,
+                    },
                 ];
                 for (name, ok) in &irc {
                     gauges.push(Gauge {

@@ -540,7 +540,9 @@ impl Adapter {
                         Err(reason) => return End::Lost(reason),
                     }
                 }
-                _ = tokio::time::sleep(wait_send), if sendable => {
+                // A line the bucket allows goes now: even a zero sleep waits for the timer's
+                // next tick (up to a millisecond on every relayed line).
+                _ = async { if !wait_send.is_zero() { tokio::time::sleep(wait_send).await } }, if sendable => {
                     if wait_send > Duration::ZERO && bucket.take(Instant::now()).is_err() {
                         continue;
                     }

@@ -15,7 +15,7 @@ use crate::support::matrix::{set_power, Account, Peer, Synapse, WAIT};
 struct Bot {
     rt: Option<tokio::runtime::Runtime>,
     handle: MatrixHandle,
-    events: mpsc::Receiver<ChatEvent>,
+    events: mpsc::UnboundedReceiver<ChatEvent>,
 }
 
 impl Bot {
@@ -137,11 +137,24 @@ fn the_session_is_reused_across_a_restart_without_replay_or_loss() {
         .expect("first message");
     bot.stop();
 
-    // Sent while the bot is down.
-    peers.block_on(alice.say(
-        &room,
-        RoomMessageEventContent::text_plain("while you were away"),
-    ));
+    // Sent while the bot is down: more than one sync returns per room (100), so the oldest
+    // six are skipped, and counted as a gap; the rest arrive once, in order.
+    peers.block_on(async {
+        for i in 0..105 {
+            alice
+                .say(
+                    &room,
+                    RoomMessageEventContent::text_plain(format!("away {i}")),
+                )
+                .await;
+        }
+        alice
+            .say(
+                &room,
+                RoomMessageEventContent::text_plain("while you were away"),
+            )
+            .await;
+    });
     let session = std::fs::read_to_string(data.path().join("session.json")).unwrap();
     assert!(!session.is_empty());
 
@@ -170,6 +183,20 @@ fn the_session_is_reused_across_a_restart_without_replay_or_loss() {
         seen.iter().filter(|t| *t == "while you were away").count(),
         1,
         "missed or doubled: {seen:?}"
+    );
+    let away: Vec<&String> = seen.iter().filter(|t| t.starts_with("away ")).collect();
+    let expected: Vec<String> = (6..105).map(|i| format!("away {i}")).collect();
+    assert_eq!(
+        away,
+        expected.iter().collect::<Vec<_>>(),
+        "the newest 99 of the backlog, in order"
+    );
+    assert_eq!(
+        bot.handle
+            .stats
+            .gaps
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
     assert_eq!(
         seen.iter().filter(|t| *t == "after the restart").count(),
