@@ -4,11 +4,13 @@
 # Starts InspIRCd + Atheme and Synapse on free loopback ports, the release daemon bridging 20
 # room pairs, and measures one pair: COUNT uniquely tagged messages each way at each RATE
 # (messages per second), then the same with no bridge (Matrix client to Matrix client through
-# Synapse, IRC client to IRC client) as the floor. Prints delivered / lost / duplicated /
-# reordered, p50 / p90 / p99 per direction, each direction's distance from its floor (the sum of
-# both hops' floors), and the daemon's RSS.
+# Synapse in a 2-member room, IRC client to IRC client) as the floor; the bridged Matrix room
+# likewise holds one client and the bot. Prints delivered / lost / duplicated / reordered,
+# p50 / p90 / p99 per direction, each direction's distance from its floor (the sum of both
+# hops' floors), and the daemon's RSS after each rate.
 #
-#   contrib/bench/relay.sh            # 500 messages at 1/s and at 20/s (about 35 minutes)
+#   contrib/bench/relay.sh            # 500 messages at 1/s and at 20/s (about 14 minutes,
+#                                     # plus 5-10 for the release build)
 #   contrib/bench/relay.sh 100 5,20   # quicker
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -443,6 +443,11 @@ fn install_handlers(
     client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
         let (t, n, o, s) = (t.clone(), n.clone(), o.clone(), s.clone());
         async move {
+            // Our own relays coming back: the routing core would drop them; dropping them
+            // here saves parsing their HTML and reading the store on every relay.
+            if o.as_deref() == Some(&*ev.sender) {
+                return;
+            }
             if let Some(event) = message_event(&n, &room, &ev, o.as_deref()).await {
                 s.events.fetch_add(1, Ordering::Relaxed);
                 let _ = t.send(event);
