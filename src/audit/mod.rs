@@ -385,21 +385,25 @@ impl AuditLog {
     /// between writing them and learning how they ended. Oldest first, at most `limit`.
     /// Meant for startup, before this run records actions of its own.
     pub fn unfinished_actions(&self, since: i64, limit: usize) -> Result<Vec<Record>> {
-        let window = self.query(&Query {
-            since: Some(since),
-            ..Query::default()
-        })?;
-        // An outcome is written after its action, so the window holds it too.
-        let ended: std::collections::HashSet<u64> = window
-            .iter()
-            .filter_map(|r| match &r.entry {
+        // Only actions and outcomes are kept in memory (the window's other records are read
+        // and dropped); an outcome is written after its action, so the window holds it too.
+        let of_kind = |kind: &str| {
+            self.query(&Query {
+                kind: Some(kind.into()),
+                since: Some(since),
+                ..Query::default()
+            })
+        };
+        let ended: std::collections::HashSet<u64> = of_kind("outcome")?
+            .into_iter()
+            .filter_map(|r| match r.entry {
                 Entry::Outcome(o) => Some(o.action_id),
                 _ => None,
             })
             .collect();
-        let mut open: Vec<Record> = window
+        let mut open: Vec<Record> = of_kind("action")?
             .into_iter()
-            .filter(|r| matches!(r.entry, Entry::Action(_)) && !ended.contains(&r.id))
+            .filter(|r| !ended.contains(&r.id))
             .collect();
         open.reverse();
         open.truncate(limit);

@@ -42,8 +42,9 @@ const UNDO_ATTEMPTS: u32 = 5;
 const TRIM_QUIET: Duration = Duration::from_secs(1);
 /// ...and at least this often while they go on.
 const TRIM_AT_MOST: Duration = Duration::from_secs(30);
-/// How far back startup looks for actions the last run never finished.
-const INTERRUPTED_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How far back startup looks for actions the last run never finished (every record of the
+/// window is read once: a longer window costs startup time on a busy bridge).
+const INTERRUPTED_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How long shutdown waits for in-flight effects.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
