@@ -5,8 +5,8 @@
 //! sync token, crypto keys) under the data directory so a restart reuses the device and resumes
 //! the sync without replaying events (or losing any, up to 100 per room), joins the bridged
 //! rooms, accepts invites only from configured users, and syncs in its own loop with backoff so
-//! a homeserver restart is survived. Encrypted rooms work through the SDK: events are decrypted before they reach us,
-//! and sends into encrypted rooms are encrypted.
+//! a homeserver restart is survived. Encrypted rooms work through the SDK: events are decrypted
+//! before they reach us, and sends into encrypted rooms are encrypted.
 //!
 //! It turns sync events into [`ChatEvent`]s and executes [`Command`]s (send, redact, kick, ban,
 //! unban, mute by power level). No policy or routing logic lives here.
@@ -389,8 +389,8 @@ async fn sync(
 /// The bot's own messages do come back. Filtering them out (`not_senders`) saved ~4 ms per
 /// IRC -> Matrix relay at 1 message/s here, but a sync whose events are all filtered out
 /// returns nothing, so its `since` token stops advancing: under a stream of relays the
-/// homeserver re-reads an ever longer range on every wakeup (seen: the bot's sends at 20/s
-/// slowed to a p99 of 58 ms from 32).
+/// homeserver re-reads the growing range, paginating back through filtered-out events, on every
+/// wakeup (seen: the bot's sends at 20/s slowed to a p99 of 58 ms from 32).
 fn sync_settings(timeout: Duration) -> SyncSettings {
     use matrix_sdk::ruma::api::client::filter::{
         Filter, FilterDefinition, RoomEventFilter, RoomFilter,
@@ -552,9 +552,9 @@ async fn power_levels(
 }
 
 /// Sets one user's power level. The event is rewritten whole, so it is read fresh from the
-/// homeserver first: the local copy can lag behind a change just made (ours: the bot does not
-/// sync its own events back, or a moderator's), and writing a stale copy would undo it, e.g.
-/// lift the mute of the previous user in a raid.
+/// homeserver first: the local copy lags behind a change just made (ours, until the sync
+/// brings it back, or a moderator's), and writing a stale copy would undo it, e.g. lift the
+/// mute of the previous user in a raid.
 async fn set_power_level(room: &Room, user: &UserId, level: i64) -> Result<(), MatrixError> {
     use matrix_sdk::ruma::api::client::state::get_state_event_for_key;
     use matrix_sdk::ruma::events::room::power_levels::RoomPowerLevelsEventContent;
