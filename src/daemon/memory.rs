@@ -37,16 +37,15 @@ impl Trimmer {
         let Some(last) = self.last_activity else {
             return false;
         };
-        if now.duration_since(last) >= self.quiet
-            || now.duration_since(self.last_trim) >= self.at_most
-        {
-            self.last_trim = now;
-            if now.duration_since(last) >= self.quiet {
-                self.last_activity = None;
-            }
-            return true;
+        let quiet = now.duration_since(last) >= self.quiet;
+        if !quiet && now.duration_since(self.last_trim) < self.at_most {
+            return false;
         }
-        false
+        self.last_trim = now;
+        if quiet {
+            self.last_activity = None;
+        }
+        true
     }
 }
 

@@ -448,7 +448,7 @@ fn install_handlers(
             if o.as_deref() == Some(&*ev.sender) {
                 return;
             }
-            if let Some(event) = message_event(&n, &room, &ev, o.as_deref()).await {
+            if let Some(event) = message_event(&n, &room, &ev).await {
                 s.events.fetch_add(1, Ordering::Relaxed);
                 let _ = t.send(event);
             }
@@ -605,7 +605,6 @@ async fn message_event(
     network: &str,
     room: &Room,
     ev: &OriginalSyncRoomMessageEvent,
-    own: Option<&UserId>,
 ) -> Option<ChatEvent> {
     let content = &ev.content;
     let (mut text, mut mentions) = message_text(room, &content.msgtype);
@@ -657,7 +656,8 @@ async fn message_event(
     Some(ChatEvent {
         network: network.to_string(),
         room: room.room_id().to_string(),
-        own: own == Some(&*ev.sender),
+        // The handler drops the bot's own messages before they get here.
+        own: false,
         sender: user(room, &ev.sender).await,
         kind,
         ts: i64::from(ev.origin_server_ts.0),
